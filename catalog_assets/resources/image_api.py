@@ -10,6 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from dagster import ConfigurableResource
 
@@ -23,6 +24,8 @@ class GeneratedImage:
     revised_prompt: str | None = None
     usage: Mapping[str, int] = field(default_factory=dict)
     headers: Mapping[str, str] = field(default_factory=dict)  # response headers (rate-limit learning)
+    #: an already decoded PIL image, when the source drew one (spares a decode); `data` may then be empty
+    image: Any = None
 
 
 class ImageGenerator(ABC):
@@ -35,9 +38,13 @@ class ImageGenerator(ABC):
     paid: bool = False
     #: requests per minute the caller may send, when the source has a limit (None: unlimited)
     images_per_minute: float | None = None
+    #: products of a batch generated at once
+    concurrency: int = 4
 
     @abstractmethod
-    def generate(self, *, product_id: str, prompt: str, attempt: int, product: Mapping | None = None) -> GeneratedImage:
+    def generate(
+        self, *, product_id: str, prompt: str, attempt: int, product: Mapping | None = None
+    ) -> GeneratedImage:
         """Generate one image for `prompt`. `attempt` (1-based) is part of the request id for attribution."""
 
     def check_config(self) -> None:  # noqa: B027 - optional hook

@@ -150,7 +150,12 @@ class LocalImageStore(ImageStore):
         current = self.head(key)
         if current is not None and (current.sha256 == digest or create_only):
             return PutResult(current, uploaded=False)
-        meta = {"sha256": digest, "content_type": content_type, "size": len(data), "metadata": dict(metadata or {})}
+        meta = {
+            "sha256": digest,
+            "content_type": content_type,
+            "size": len(data),
+            "metadata": dict(metadata or {}),
+        }
         # The sidecar names the sha256 of the bytes it describes; head() trusts it only when they match, so a
         # crash between the two renames leaves an object that reads as absent, never as a wrong one.
         self._atomic_write(self._path(key), data)
@@ -214,9 +219,12 @@ class ImageStoreResource(ConfigurableResource):
 class LocalImageStoreResource(ImageStoreResource):
     """Embedded default: a local directory (git-ignored), no set-up."""
 
-    root: str = Field(default="data/store", description="Directory holding images, thumbnails, manifests and run state.")
+    root: str = Field(
+        default="data/store", description="Directory holding images, thumbnails, manifests and run state."
+    )
     public_base_url: str | None = Field(
-        default=None, description="Optional base URL the directory is served under (e.g. a static file server)."
+        default=None,
+        description="Optional base URL the directory is served under (e.g. a static file server).",
     )
 
     def get_client(self) -> ImageStore:

@@ -1,0 +1,96 @@
+"""`product_catalog`: the validated catalog, its quarantined rows, and the stable product → batch map."""
+
+from collections import Counter
+
+from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, MetadataValue, asset
+from pydantic import Field
+
+from catalog_assets import state
+from catalog_assets.catalog import BATCH_SIZE, assign_batches, load_catalog, partition_key, products_by_batch
+from catalog_assets.errors import CatalogError
+from catalog_assets.partitions import BATCH_PARTITIONS_NAME
+from catalog_assets.resources.coordination import CoordinationResource, LockTimeout
+from catalog_assets.resources.store import ImageStoreResource
+from catalog_assets.util import md_table
+
+
+class CatalogConfig(Config):
+    path: str = Field(
+        default="data/catalog.json", description="Catalog file: JSON array, JSON Lines, CSV or Parquet."
+    )
+    format: str | None = Field(
+        default=None, description="json | jsonl | csv | parquet (default: from the file suffix)."
+    )
+    batch_size: int = Field(
+        default=BATCH_SIZE, ge=1, le=1000, description="Products per batch partition (new batches only)."
+    )
+
+
+@asset(group_name="catalog", kinds={"json"})
+def product_catalog(
+    context: AssetExecutionContext,
+    config: CatalogConfig,
+    store: ImageStoreResource,
+    coordination: CoordinationResource,
+) -> MaterializeResult:
+    """Every catalog row validated: usable products assigned to batches of at most `batch_size`, the rest
+    quarantined with a reason. The assignment is stable across runs and kept in the store."""
+    try:
+        loaded = load_catalog(config.path, config.format)
+    except CatalogError as exc:
+        raise Failure(description=str(exc)) from None
+    client = store.get_client()
+    coordinator = coordination.get_client()
+    coordinator.check()
+    try:
+        with coordinator.partition_lock("catalog", context.run_id):
+            previous = state.read_assignment(client)
+            assignment = assign_batches((p["id"] for p in loaded.products), previous, config.batch_size)
+            batches = products_by_batch(loaded.products, assignment)
+            for number, products in batches.items():
+                client.put_json(state.batch_products_key(partition_key(number)), products)
+            client.put_json(state.ASSIGNMENT_KEY, {"batch_size": config.batch_size, "assignment": assignment})
+            keys = [partition_key(n) for n in batches]
+            quarantined = [q.__dict__ for q in loaded.quarantined]
+            client.put_json(
+                state.INDEX_KEY,
+                {
+                    "source": str(config.path),
+                    "rows_read": loaded.rows_read,
+                    "product_count": len(loaded.products),
+                    "partitions": keys,
+                    "quarantined": quarantined,
+                },
+            )
+    except LockTimeout as exc:
+        raise Failure(description=f"catalog state is being written by another run: {exc}") from None
+
+    existing = set(context.instance.get_dynamic_partitions(BATCH_PARTITIONS_NAME))
+    new_keys = [k for k in keys if k not in existing]
+    if new_keys:
+        context.instance.add_dynamic_partitions(BATCH_PARTITIONS_NAME, new_keys)
+    context.log.info(
+        f"{len(loaded.products)} products in {len(keys)} batches ({len(new_keys)} new); "
+        f"{len(loaded.quarantined)} of {loaded.rows_read} rows quarantined"
+    )
+    reasons = Counter(q.reason.split(" (")[0] for q in loaded.quarantined)
+    sample = [[q.row, q.product_id, q.reason] for q in loaded.quarantined[:50]]
+    return MaterializeResult(
+        metadata={
+            "rows_read": loaded.rows_read,
+            "products": len(loaded.products),
+            "quarantined": len(loaded.quarantined),
+            "quarantine_rate": round(len(loaded.quarantined) / loaded.rows_read, 4),
+            "batches": len(keys),
+            "new_batches": MetadataValue.text(
+                ", ".join(new_keys[:20]) + (" …" if len(new_keys) > 20 else "") or "none"
+            ),
+            "quarantine_reasons": MetadataValue.md(
+                md_table(["reason", "rows"], reasons.most_common()) if reasons else "none"
+            ),
+            "quarantined_rows": MetadataValue.md(
+                md_table(["row", "id", "reason"], sample) if sample else "none"
+            ),
+            "source": MetadataValue.path(str(config.path)),
+        }
+    )

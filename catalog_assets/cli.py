@@ -1,0 +1,181 @@
+"""`catalog-images`: run the whole pipeline (every batch, then manifest, linked catalog and report) on the
+Dagster instance under DAGSTER_HOME, so `dagster dev` shows the runs afterwards."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import multiprocessing as mp
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+log = logging.getLogger("catalog_assets.cli")
+
+
+def _ensure_dagster_home() -> Path:
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
+        home = str(Path(".dagster_home").resolve())
+        os.environ["DAGSTER_HOME"] = home
+    Path(home).mkdir(parents=True, exist_ok=True)
+    return Path(home)
+
+
+def _materialize(selection: Sequence[str], partition: str | None = None, run_config: dict | None = None):
+    from dagster import DagsterInstance, materialize
+
+    from catalog_assets.definitions import ALL_ASSETS, resources_for_environment
+
+    with DagsterInstance.get() as instance:
+        return materialize(
+            ALL_ASSETS,
+            selection=list(selection),
+            partition_key=partition,
+            instance=instance,
+            resources=resources_for_environment(),
+            run_config=run_config or {},
+            raise_on_error=False,
+            tags={"catalog-images/launched-by": "catalog-images run"},
+        )
+
+
+def _run_partitions(partitions: list[str], run_config: dict) -> list[tuple[str, bool, float]]:
+    out = []
+    for key in partitions:
+        start = time.monotonic()
+        result = _materialize(["product_images"], key, run_config)
+        out.append((key, result.success, time.monotonic() - start))
+    return out
+
+
+def _worker(partitions: list[str], run_config: dict, queue) -> None:
+    for key in partitions:
+        start = time.monotonic()
+        result = _materialize(["product_images"], key, run_config)
+        queue.put((key, result.success, time.monotonic() - start))
+    queue.put(None)
+
+
+def run(args: argparse.Namespace) -> int:
+    home = _ensure_dagster_home()
+    catalog_config = {"ops": {"product_catalog": {"config": {"path": args.catalog}}}}
+    started = time.monotonic()
+    log.info("DAGSTER_HOME=%s; materializing product_catalog from %s", home, args.catalog)
+    result = _materialize(["product_catalog"], None, catalog_config)
+    if not result.success:
+        log.error("product_catalog failed: %s", _failure(result))
+        return 2
+    from dagster import DagsterInstance
+
+    from catalog_assets.partitions import BATCH_PARTITIONS_NAME
+
+    with DagsterInstance.get() as instance:
+        partitions = sorted(instance.get_dynamic_partitions(BATCH_PARTITIONS_NAME))
+    if args.partitions:
+        wanted = set(args.partitions)
+        partitions = [p for p in partitions if p in wanted]
+    images_config = {"ops": {"product_images": {"config": args.images_config}}} if args.images_config else {}
+    total = len(partitions)
+    log.info("%d batch partitions to materialize with %d parallel worker(s)", total, args.parallel)
+    done: list[tuple[str, bool, float]] = []
+    workers = max(1, min(args.parallel, total))
+    chunks = [partitions[i::workers] for i in range(workers)]
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_worker, args=(chunk, images_config, queue)) for chunk in chunks if chunk]
+    for p in procs:
+        p.start()
+    finished = 0
+    t0 = time.monotonic()
+    while finished < len(procs):
+        item = queue.get()
+        if item is None:
+            finished += 1
+            continue
+        done.append(item)
+        elapsed = time.monotonic() - t0
+        eta = elapsed / len(done) * (total - len(done))
+        key, ok, seconds = item
+        log.info(
+            "batch %s %s in %.1fs — %d/%d batches done, %d failed, ETA %.0fs",
+            key,
+            "ok" if ok else "FAILED",
+            seconds,
+            len(done),
+            total,
+            sum(1 for d in done if not d[1]),
+            eta,
+        )
+    for p in procs:
+        p.join()
+    failed = sorted(k for k, ok, _ in done if not ok)
+    publish = _materialize(["image_manifest", "linked_catalog", "generation_report"])
+    wall = time.monotonic() - started
+    log.info("finished in %.1fs: %d batches, %d failed", wall, total, len(failed))
+    if not publish.success:
+        log.error("publishing failed: %s", _failure(publish))
+        return 1
+    if failed:
+        log.error(
+            "failed batches: %s — rerun with: catalog-images run --partitions %s (already stored images are skipped)",
+            ", ".join(failed),
+            " ".join(failed),
+        )
+        return 1
+    return 0
+
+
+def _failure(result) -> str:
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
+            err = event.step_failure_data.error
+            user = err.cause if err.cause else err
+            return user.message.strip().splitlines()[0] if user.message else str(err)
+    return "see the run's logs in the Dagster UI"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="catalog-images", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_run = sub.add_parser(
+        "run", help="materialize the catalog, every batch, the manifest, linked catalog and report"
+    )
+    p_run.add_argument(
+        "--catalog", default="data/catalog.json", help="catalog file (json, jsonl, csv, parquet)"
+    )
+    p_run.add_argument(
+        "--parallel", type=int, default=max(1, os.cpu_count() or 1), help="batches run at once (processes)"
+    )
+    p_run.add_argument("--partitions", nargs="*", help="only these batch partitions (e.g. batch-0007)")
+    p_run.add_argument(
+        "--images-config",
+        type=_json_arg,
+        default=None,
+        help="JSON config for product_images, e.g. '{\"max_cost_usd\": 5}'",
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S"
+    )
+    if args.command == "run":
+        return run(args)
+    return 2
+
+
+def _json_arg(text: str) -> dict:
+    import json
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object")
+    return value
+
+
+if __name__ == "__main__":
+    sys.exit(main())

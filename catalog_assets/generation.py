@@ -1,0 +1,497 @@
+"""One product's way through `product_images`, and a batch of them at once.
+
+prompt → already stored with this fingerprint? skip → claim → breaker + shared rate limit → generate →
+classify any error → validate → JPEG + thumbnail → atomic put → outcome. Retries are driven by tenacity
+with the waits the error class asks for; every call is counted on the product's result.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+
+from catalog_assets import imaging
+from catalog_assets.errors import ErrorClass, ImageAPIError, RunStopped
+from catalog_assets.prompts import build_prompt, fingerprint, refine_prompt
+from catalog_assets.resources.coordination import BreakerOpen, Coordinator, LockHandle, LockLost
+from catalog_assets.resources.image_api import ImageGenerator
+from catalog_assets.resources.store import JPEG, ImageStore
+
+logger = logging.getLogger("catalog_assets.generation")
+
+OUTCOMES = ("generated", "refined", "fallback", "failed", "skipped")
+RETRYABLE = {
+    ErrorClass.RATE_LIMITED,
+    ErrorClass.TRANSIENT,
+    ErrorClass.INVALID_IMAGE,
+    ErrorClass.CONTENT_POLICY,
+}
+
+
+def image_key(product_id: str) -> str:
+    return f"images/{product_id}.jpg"
+
+
+def thumbnail_key(product_id: str) -> str:
+    return f"thumbnails/{product_id}.jpg"
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    max_calls_per_product: int = 4
+    backoff_base_s: float = 1.0
+    backoff_max_s: float = 30.0
+    fallback_after_failed_runs: int = 3
+    jpeg_quality: int = imaging.JPEG_QUALITY
+    thumbnail_px: int = imaging.THUMBNAIL_PX
+    max_images: int | None = None
+    max_cost_usd: float | None = None
+    price_per_image_usd: float = 0.0
+    claim_wait_s: float = 180.0
+    rate_limit_timeout_s: float = 600.0
+    breaker_wait_s: float = 120.0
+
+
+@dataclass
+class ProductResult:
+    """The outcome of one product in one run; `row()` is what the batch record and manifest keep."""
+
+    product_id: str
+    outcome: str = "failed"
+    source: str | None = None
+    attempts: int = 0  # API calls made for this product in this run
+    error_class: str | None = None
+    message: str | None = None
+    errors: list[str] = field(default_factory=list)  # error class of each failed call, in order
+    key: str | None = None
+    thumbnail_key: str | None = None
+    sha256: str | None = None
+    bytes: int = 0
+    thumbnail_bytes: int = 0
+    width: int | None = None
+    height: int | None = None
+    model: str | None = None
+    prompt_fingerprint: str | None = None
+    generated_at: str | None = None
+    cost_usd: float = 0.0
+    uploaded: bool = False
+    failed_runs: int = 0  # consecutive runs in which this product ended failed
+
+    def row(self, prior: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The record kept for the product; calls and errors accumulate over runs of the same prompt."""
+        row = asdict(self)
+        prior = prior or {}
+        same = prior.get("prompt_fingerprint") == self.prompt_fingerprint
+        prior_calls = int(prior.get("calls_total", prior.get("attempts")) or 0) if same else 0
+        prior_errors = list(prior.get("errors_total", prior.get("errors")) or []) if same else []
+        row["calls_total"] = prior_calls + self.attempts
+        row["errors_total"] = prior_errors + self.errors
+        return row
+
+
+class Budget:
+    """Per-run limit on paid images and their estimated cost: reserve before a call, settle after."""
+
+    def __init__(self, max_images: int | None, max_cost_usd: float | None, price: float) -> None:
+        self.max_images, self.max_cost_usd, self.price = max_images, max_cost_usd, price
+        self.images = 0
+        self.reserved_cost = 0.0
+        self.spent = 0.0
+        self._lock = threading.Lock()
+
+    def reserve(self) -> None:
+        with self._lock:
+            if self.max_images is not None and self.images + 1 > self.max_images:
+                raise RunStopped(
+                    ErrorClass.BUDGET, f"max_images={self.max_images} reached; stopping before more calls"
+                )
+            if (
+                self.max_cost_usd is not None
+                and self.spent + self.reserved_cost + self.price > self.max_cost_usd + 1e-9
+            ):
+                raise RunStopped(
+                    ErrorClass.BUDGET,
+                    f"max_cost_usd={self.max_cost_usd:.2f} would be exceeded (spent ${self.spent:.3f}, "
+                    f"${self.price:.3f} per image); stopping before more calls",
+                )
+            self.images += 1
+            self.reserved_cost += self.price
+
+    def settle(self, charged: bool) -> None:
+        with self._lock:
+            self.reserved_cost -= self.price
+            if charged:
+                self.spent += self.price
+            else:
+                self.images -= 1
+
+
+class _Attempt:
+    """Mutable state of one product's attempts: the current prompt and whether it was refined."""
+
+    def __init__(self, prompt: str) -> None:
+        self.prompt = prompt
+        self.refined = False
+
+
+class BatchProcessor:
+    """Processes a batch's products concurrently against one generator, store and coordinator."""
+
+    def __init__(
+        self,
+        *,
+        generator: ImageGenerator,
+        fallback: ImageGenerator,
+        store: ImageStore,
+        coordinator: Coordinator,
+        run_id: str,
+        settings: GenerationSettings | None = None,
+        lock: LockHandle | None = None,
+        on_result: Callable[[ProductResult], None] | None = None,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        self.generator = generator
+        self.fallback = fallback
+        self.store = store
+        self.coordinator = coordinator
+        self.run_id = run_id
+        self.settings = settings or GenerationSettings()
+        self.lock = lock
+        self.on_result = on_result
+        self.bucket = generator.rate_limit_bucket()
+        self.budget = Budget(
+            self.settings.max_images, self.settings.max_cost_usd, self.settings.price_per_image_usd
+        )
+        self.expected_size = imaging.parse_size(generator.size)
+        self.stopped: RunStopped | None = None
+        self._stop_event = threading.Event()
+        self._first_call = threading.Lock()  # see _first_call_gate
+        self._first_call_done = threading.Event()
+        self._sleep = sleep or self._interruptible_sleep
+
+    # -- run-level control -------------------------------------------------------------------------
+    def stop(self, exc: RunStopped) -> None:
+        if self.stopped is None:
+            self.stopped = exc
+            logger.error("run stopped: %s", exc.message)
+        self._stop_event.set()
+
+    def _interruptible_sleep(self, seconds: float) -> None:
+        self._stop_event.wait(max(0.0, seconds))
+        self._raise_if_stopped()
+
+    def _raise_if_stopped(self) -> None:
+        if self.stopped is not None:
+            raise self.stopped
+
+    # -- the batch ---------------------------------------------------------------------------------
+    def process(
+        self, products: Sequence[Mapping[str, Any]], prior: Mapping[str, Mapping[str, Any]] | None = None
+    ) -> list[ProductResult]:
+        prior = prior or {}
+        workers = max(1, min(self.generator.concurrency, len(products) or 1))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="product") as pool:
+            futures = [pool.submit(self._process_one, p, prior.get(p["id"], {})) for p in products]
+            results = [f.result() for f in futures]
+        return results
+
+    def _process_one(self, product: Mapping[str, Any], prior: Mapping[str, Any]) -> ProductResult:
+        result = ProductResult(product_id=product["id"])
+        try:
+            self._raise_if_stopped()
+            self._run_product(product, prior, result)
+        except RunStopped as exc:
+            self.stop(exc)
+            result.outcome, result.error_class = "failed", exc.error_class.value
+            result.message = result.message or f"not finished: run stopped ({exc.message})"
+        except LockLost as exc:
+            self.stop(RunStopped(ErrorClass.COORDINATION, str(exc)))
+            result.outcome, result.error_class, result.message = (
+                "failed",
+                ErrorClass.COORDINATION.value,
+                str(exc),
+            )
+        except Exception as exc:  # one product's surprise must not sink the batch; it is recorded
+            logger.exception("unexpected error for %s", product["id"])
+            result.outcome, result.error_class = "failed", "unexpected"
+            result.message = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500]
+        if result.outcome == "failed" and result.error_class not in (
+            None,
+            "budget",
+            "quota_exhausted",
+            "configuration",
+        ):
+            result.failed_runs = int(prior.get("failed_runs") or 0) + 1
+        if self.on_result:
+            self.on_result(result)
+        return result
+
+    def _run_product(
+        self, product: Mapping[str, Any], prior: Mapping[str, Any], result: ProductResult
+    ) -> None:
+        pid = product["id"]
+        prompt = build_prompt(product)
+        fp = fingerprint(prompt, self.generator.model, self.generator.size, self.generator.quality)
+        result.prompt_fingerprint = fp
+        if self._skip_if_stored(pid, fp, result):
+            return
+        with self._claim(pid, fp, result) as claimed:
+            if not claimed:
+                return
+            if self._skip_if_stored(pid, fp, result):  # finished by another run while we waited
+                return
+            self._generate_and_store(product, prompt, fp, prior, result)
+
+    def _skip_if_stored(self, pid: str, fp: str, result: ProductResult) -> bool:
+        head = self.store.head(image_key(pid))
+        if head is None or head.metadata.get("fingerprint") != fp:
+            return False
+        thumb = self.store.head(thumbnail_key(pid))
+        if thumb is None:  # the image is complete but its thumbnail went missing: rebuild it, no call
+            source = imaging.decode_image(self.store.get(head.key))
+            thumb = self.store.put(
+                thumbnail_key(pid),
+                imaging.make_thumbnail(source, self.settings.thumbnail_px),
+                content_type=JPEG,
+                metadata={"product-id": pid, "fingerprint": fp},
+            ).object
+        meta = head.metadata
+        result.outcome, result.source = "skipped", meta.get("source", "generated")
+        result.key, result.thumbnail_key = head.key, thumb.key
+        result.sha256, result.bytes, result.thumbnail_bytes = head.sha256, head.size, thumb.size
+        result.width = int(meta["width"]) if meta.get("width") else None
+        result.height = int(meta["height"]) if meta.get("height") else None
+        result.model, result.generated_at = meta.get("model"), meta.get("generated-at")
+        result.cost_usd = float(meta.get("cost-usd") or 0.0)
+        return True
+
+    # -- claims --------------------------------------------------------------------------------------
+    @contextmanager
+    def _claim(self, pid: str, fp: str, result: ProductResult) -> Iterator[bool]:
+        """Hold the product's claim while generating; if another run holds it, wait for its image."""
+        deadline = time.monotonic() + self.settings.claim_wait_s
+        while True:
+            with self.coordinator.claim_product(pid, self.run_id) as handle:
+                if handle is not None:
+                    yield True
+                    return
+            if self._skip_if_stored(pid, fp, result):
+                yield False
+                return
+            if time.monotonic() > deadline:
+                result.outcome, result.error_class = "failed", ErrorClass.COORDINATION.value
+                result.message = f"claimed by another run for over {self.settings.claim_wait_s:.0f}s"
+                yield False
+                return
+            self._sleep(0.5 + random.random() * 0.5)
+
+    @contextmanager
+    def _first_call_gate(self) -> Iterator[None]:
+        """The first paid call of a run goes alone: a bad key or an empty quota costs one call, not N."""
+        if not self.generator.paid or self._first_call_done.is_set():
+            yield
+            return
+        with self._first_call:
+            if self._first_call_done.is_set():
+                yield
+                return
+            try:
+                yield
+            finally:
+                self._first_call_done.set()
+
+    # -- generation ----------------------------------------------------------------------------------
+    def _generate_and_store(
+        self,
+        product: Mapping[str, Any],
+        prompt: str,
+        fp: str,
+        prior: Mapping[str, Any],
+        result: ProductResult,
+    ) -> None:
+        pid = product["id"]
+        state = _Attempt(prompt)
+        image = None
+        try:
+            image = self._call_with_retries(product, state, result)
+            result.source = "refined" if state.refined else "generated"
+        except ImageAPIError as exc:
+            result.error_class, result.message = exc.error_class.value, exc.message[:500]
+            if exc.error_class is ErrorClass.CONTENT_POLICY:
+                result.source = "fallback"  # the refined prompt was refused too
+            elif int(prior.get("failed_runs") or 0) + 1 >= self.settings.fallback_after_failed_runs:
+                result.source = "fallback"  # failed on every attempt in N consecutive runs
+                result.message = f"{exc.message[:400]} (fallback after {self.settings.fallback_after_failed_runs} failed runs)"
+            else:
+                result.outcome = "failed"
+                return
+        if result.source == "fallback":
+            generated = self.fallback.generate(product_id=pid, prompt=prompt, attempt=0, product=product)
+            image = generated.image if generated.image is not None else imaging.decode_image(generated.data)
+            result.model = self.fallback.model
+        self._store(pid, fp, image, result)
+        result.outcome = result.source
+
+    def _call_with_retries(self, product: Mapping[str, Any], state: _Attempt, result: ProductResult):
+        s = self.settings
+
+        def retryable(exc: BaseException) -> bool:
+            if not isinstance(exc, ImageAPIError) or exc.error_class not in RETRYABLE:
+                return False
+            if exc.error_class is ErrorClass.CONTENT_POLICY:
+                return getattr(exc, "refine_next", False)
+            return True
+
+        def wait(retry_state: RetryCallState) -> float:
+            exc = retry_state.outcome.exception() if retry_state.outcome else None
+            if isinstance(exc, ImageAPIError) and exc.error_class is ErrorClass.RATE_LIMITED:
+                return random.uniform(0.0, 0.25)  # the shared pause already holds every worker back
+            if isinstance(exc, ImageAPIError) and exc.error_class is ErrorClass.CONTENT_POLICY:
+                return 0.0
+            n = retry_state.attempt_number
+            return min(s.backoff_max_s, s.backoff_base_s * 2 ** (n - 1)) * random.uniform(0.5, 1.0)
+
+        retrying = Retrying(
+            retry=retry_if_exception(retryable),
+            stop=stop_after_attempt(s.max_calls_per_product),
+            wait=wait,
+            sleep=self._sleep,
+            reraise=True,
+        )
+        return retrying(self._one_call, product, state, result)
+
+    def _one_call(self, product: Mapping[str, Any], state: _Attempt, result: ProductResult):
+        """Exactly one call to the generator, with breaker, budget and shared rate limit around it."""
+        self._raise_if_stopped()
+        self._wait_for_breaker()
+        if self.generator.paid:
+            self.budget.reserve()
+        charged = False
+        try:
+            if self.generator.images_per_minute:
+                self.coordinator.acquire(
+                    self.bucket, self.generator.images_per_minute, self.settings.rate_limit_timeout_s
+                )
+            with self._first_call_gate():
+                self._raise_if_stopped()
+                result.attempts += 1
+                try:
+                    generated = self.generator.generate(
+                        product_id=product["id"],
+                        prompt=state.prompt,
+                        attempt=result.attempts,
+                        product=product,
+                    )
+                except ImageAPIError as exc:
+                    result.errors.append(exc.error_class.value)
+                    self._react(exc, state, product)  # stops the run before the gate lets others call
+                    raise
+            charged = True
+            result.model = generated.model
+            try:
+                image = (
+                    generated.image if generated.image is not None else imaging.decode_image(generated.data)
+                )
+                imaging.check_image(image, self.expected_size)
+            except imaging.InvalidImage as exc:
+                result.errors.append(ErrorClass.INVALID_IMAGE.value)
+                raise ImageAPIError(ErrorClass.INVALID_IMAGE, str(exc)) from None
+            self.coordinator.breaker_success(self.bucket)
+            return image
+        finally:
+            if self.generator.paid:
+                self.budget.settle(charged)
+
+    def _react(self, exc: ImageAPIError, state: _Attempt, product: Mapping[str, Any]) -> None:
+        """What an error class means for the run, the shared state and the next attempt."""
+        cls = exc.error_class
+        if cls is ErrorClass.RATE_LIMITED:
+            pause = exc.retry_after_s if exc.retry_after_s is not None else 1.0
+            self.coordinator.pause(self.bucket, pause)
+        elif cls is ErrorClass.QUOTA_EXHAUSTED:
+            self.coordinator.breaker_failure(self.bucket, fatal=True, reason="insufficient_quota")
+            stop = RunStopped(
+                cls, f"API quota exhausted (insufficient_quota): {exc.message}; check the account's billing"
+            )
+            self.stop(stop)
+            raise stop
+        elif cls is ErrorClass.CONFIGURATION:
+            self.stop(RunStopped(cls, exc.message))
+            raise self.stopped  # type: ignore[misc]
+        elif cls is ErrorClass.TRANSIENT:
+            self.coordinator.breaker_failure(self.bucket, reason=exc.message[:200])
+        elif cls is ErrorClass.CONTENT_POLICY and not state.refined:
+            state.refined = True
+            state.prompt = refine_prompt(product)
+            exc.refine_next = True  # type: ignore[attr-defined]
+
+    def _wait_for_breaker(self) -> None:
+        deadline = time.monotonic() + self.settings.breaker_wait_s
+        while True:
+            try:
+                self.coordinator.breaker_allow(self.bucket)
+                return
+            except BreakerOpen as exc:
+                if "quota" in exc.reason:
+                    raise RunStopped(ErrorClass.QUOTA_EXHAUSTED, f"API quota exhausted: {exc}") from None
+                if time.monotonic() + min(exc.retry_in_s, 1.0) > deadline:
+                    raise ImageAPIError(ErrorClass.TRANSIENT, str(exc)) from None
+                self._sleep(min(max(exc.retry_in_s, 0.05), 1.0))
+
+    # -- storing -------------------------------------------------------------------------------------
+    def _store(self, pid: str, fp: str, image, result: ProductResult) -> None:
+        s = self.settings
+        jpeg = imaging.encode_jpeg(image, s.jpeg_quality)
+        thumb = imaging.make_thumbnail(image, s.thumbnail_px)
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        cost = self.settings.price_per_image_usd * (result.attempts > 0 and result.source != "fallback")
+        metadata = {
+            "product-id": pid,
+            "fingerprint": fp,
+            "model": result.model or self.generator.model,
+            "source": result.source or "generated",
+            "attempts": str(result.attempts),
+            "generated-at": now,
+            "width": str(image.width),
+            "height": str(image.height),
+            "cost-usd": f"{cost:.4f}",
+        }
+        if self.lock is not None:
+            self.lock.ensure_held()
+        # thumbnail first: an image present in the store always has its thumbnail
+        t = self.store.put(
+            thumbnail_key(pid), thumb, content_type=JPEG, metadata={"product-id": pid, "fingerprint": fp}
+        )
+        if self.lock is not None:
+            self.lock.ensure_held()
+        put = self.store.put(image_key(pid), jpeg, content_type=JPEG, metadata=metadata)
+        result.key, result.thumbnail_key = put.object.key, t.object.key
+        result.sha256, result.bytes, result.thumbnail_bytes = (
+            put.object.sha256,
+            put.object.size,
+            t.object.size,
+        )
+        result.width, result.height = image.width, image.height
+        result.generated_at, result.cost_usd, result.uploaded = now, cost, put.uploaded
+
+
+def summarize(results: Sequence[ProductResult]) -> dict[str, Any]:
+    counts = {o: 0 for o in OUTCOMES}
+    errors: dict[str, int] = {}
+    for r in results:
+        counts[r.outcome] = counts.get(r.outcome, 0) + 1
+        for e in r.errors:
+            errors[e] = errors.get(e, 0) + 1
+        if r.outcome == "failed" and r.error_class and not r.errors:
+            errors[r.error_class] = errors.get(r.error_class, 0) + 1
+    return {"counts": counts, "errors": errors}
