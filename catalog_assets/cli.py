@@ -24,39 +24,43 @@ def _ensure_dagster_home() -> Path:
     return Path(home)
 
 
-def _materialize(selection: Sequence[str], partition: str | None = None, run_config: dict | None = None):
-    from dagster import DagsterInstance, materialize
+QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+
+
+def _materialize(
+    instance, selection: Sequence[str], partition: str | None = None, run_config: dict | None = None
+):
+    from dagster import materialize
 
     from catalog_assets.definitions import ALL_ASSETS, resources_for_environment
 
-    with DagsterInstance.get() as instance:
-        return materialize(
-            ALL_ASSETS,
-            selection=list(selection),
-            partition_key=partition,
-            instance=instance,
-            resources=resources_for_environment(),
-            run_config=run_config or {},
-            raise_on_error=False,
-            tags={"catalog-images/launched-by": "catalog-images run"},
-        )
-
-
-def _run_partitions(partitions: list[str], run_config: dict) -> list[tuple[str, bool, float]]:
-    out = []
-    for key in partitions:
-        start = time.monotonic()
-        result = _materialize(["product_images"], key, run_config)
-        out.append((key, result.success, time.monotonic() - start))
-    return out
+    return materialize(
+        ALL_ASSETS,
+        selection=list(selection),
+        partition_key=partition,
+        instance=instance,
+        resources=resources_for_environment(),
+        run_config={**QUIET_CONSOLE, **(run_config or {})},
+        raise_on_error=False,
+        tags={"catalog-images/launched-by": "catalog-images run"},
+    )
 
 
 def _worker(partitions: list[str], run_config: dict, queue) -> None:
-    for key in partitions:
-        start = time.monotonic()
-        result = _materialize(["product_images"], key, run_config)
-        queue.put((key, result.success, time.monotonic() - start))
-    queue.put(None)
+    from dagster import DagsterInstance
+
+    try:
+        with DagsterInstance.get() as instance:  # one instance per worker: opening it costs more than a batch
+            for key in partitions:
+                start = time.monotonic()
+                try:
+                    result = _materialize(instance, ["product_images"], key, run_config)
+                    ok, error = result.success, None if result.success else _failure(result)
+                except Exception as exc:  # a framework error for one batch must not hang the others
+                    ok, error = False, f"{type(exc).__name__}: {exc}"
+                queue.put((key, ok, time.monotonic() - start, error))
+    finally:
+        queue.put(None)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,15 +68,15 @@ def run(args: argparse.Namespace) -> int:
     catalog_config = {"ops": {"product_catalog": {"config": {"path": args.catalog}}}}
     started = time.monotonic()
     log.info("DAGSTER_HOME=%s; materializing product_catalog from %s", home, args.catalog)
-    result = _materialize(["product_catalog"], None, catalog_config)
-    if not result.success:
-        log.error("product_catalog failed: %s", _failure(result))
-        return 2
     from dagster import DagsterInstance
 
     from catalog_assets.partitions import BATCH_PARTITIONS_NAME
 
     with DagsterInstance.get() as instance:
+        result = _materialize(instance, ["product_catalog"], None, catalog_config)
+        if not result.success:
+            log.error("product_catalog failed: %s", _failure(result))
+            return 2
         partitions = sorted(instance.get_dynamic_partitions(BATCH_PARTITIONS_NAME))
     if args.partitions:
         wanted = set(args.partitions)
@@ -95,14 +99,14 @@ def run(args: argparse.Namespace) -> int:
         if item is None:
             finished += 1
             continue
-        done.append(item)
+        key, ok, seconds, error = item
+        done.append((key, ok, seconds))
         elapsed = time.monotonic() - t0
         eta = elapsed / len(done) * (total - len(done))
-        key, ok, seconds = item
         log.info(
             "batch %s %s in %.1fs — %d/%d batches done, %d failed, ETA %.0fs",
             key,
-            "ok" if ok else "FAILED",
+            "ok" if ok else f"FAILED ({error})",
             seconds,
             len(done),
             total,
@@ -112,7 +116,8 @@ def run(args: argparse.Namespace) -> int:
     for p in procs:
         p.join()
     failed = sorted(k for k, ok, _ in done if not ok)
-    publish = _materialize(["image_manifest", "linked_catalog", "generation_report"])
+    with DagsterInstance.get() as instance:
+        publish = _materialize(instance, ["image_manifest", "linked_catalog", "generation_report"])
     wall = time.monotonic() - started
     log.info("finished in %.1fs: %d batches, %d failed", wall, total, len(failed))
     if not publish.success:

@@ -43,7 +43,7 @@ def product_catalog(
     coordinator = coordination.get_client()
     coordinator.check()
     try:
-        with coordinator.partition_lock("catalog", context.run_id):
+        with coordinator.partition_lock("catalog", context.run.run_id):
             previous = state.read_assignment(client)
             assignment = assign_batches((p["id"] for p in loaded.products), previous, config.batch_size)
             batches = products_by_batch(loaded.products, assignment)

@@ -126,14 +126,19 @@ def product_images(
             description=f"{partition} is unknown to the store {client.location}: materialize product_catalog first"
         )
     prior = state.read_outcomes(client, partition)
-    price = price_per_image(generator.model, generator.quality, generator.size) or 0.0
+    price = price_per_image(generator.model, generator.quality, generator.size)
+    if price is None and generator.paid and config.max_cost_usd is not None:
+        raise Failure(
+            description=f"no price estimate for {generator.model} / {generator.quality} / {generator.size} in "
+            "catalog_assets/image_prices.json, so max_cost_usd cannot be enforced: add the price or drop the limit"
+        )
     settings = GenerationSettings(
         max_calls_per_product=config.max_calls_per_product,
         fallback_after_failed_runs=config.fallback_after_failed_runs,
         backoff_base_s=config.backoff_base_s,
         max_images=config.max_images,
         max_cost_usd=config.max_cost_usd,
-        price_per_image_usd=price,
+        price_per_image_usd=price or 0.0,
     )
     progress = _Progress(context, len(products))
     handler = _DagsterLogHandler(context)
@@ -144,13 +149,13 @@ def product_images(
     for lg in watched:
         lg.addHandler(handler)
     try:
-        with coordinator.partition_lock(f"partition:{partition}", context.run_id) as lock:
+        with coordinator.partition_lock(f"partition:{partition}", context.run.run_id) as lock:
             processor = BatchProcessor(
                 generator=generator,
                 fallback=OfflineCardGenerator(),
                 store=client,
                 coordinator=coordinator,
-                run_id=context.run_id,
+                run_id=context.run.run_id,
                 settings=settings,
                 lock=lock,
                 on_result=progress,
@@ -159,7 +164,7 @@ def product_images(
             state.write_outcomes(
                 client,
                 partition,
-                context.run_id,
+                context.run.run_id,
                 [r.row(prior.get(r.product_id)) for r in results],
                 model=generator.model,
             )
