@@ -19,6 +19,8 @@ from catalog_assets.resources.local_coordination import LocalCoordinationResourc
 from catalog_assets.resources.offline import OfflineCardGenerator
 from catalog_assets.resources.store import LocalImageStore, LocalImageStoreResource
 
+pytest_plugins = ["catalog_assets_tests.s3_fixtures"]
+
 PROJECT = Path(__file__).resolve().parents[1]
 SHARED_DATA = PROJECT.parent / "shared" / "data"
 SAMPLE_CATALOG = SHARED_DATA / "seed_catalog_sample.json"

@@ -7,9 +7,9 @@ from pydantic import Field
 
 from catalog_assets import state
 from catalog_assets.catalog import BATCH_SIZE, assign_batches, load_catalog, partition_key, products_by_batch
-from catalog_assets.errors import CatalogError
+from catalog_assets.errors import CatalogError, StoreError
 from catalog_assets.partitions import BATCH_PARTITIONS_NAME
-from catalog_assets.resources.coordination import CoordinationResource, LockTimeout
+from catalog_assets.resources.coordination import CoordinationResource, CoordinationUnavailable, LockTimeout
 from catalog_assets.resources.store import ImageStoreResource
 from catalog_assets.util import md_table
 
@@ -41,7 +41,11 @@ def product_catalog(
         raise Failure(description=str(exc)) from None
     client = store.get_client()
     coordinator = coordination.get_client()
-    coordinator.check()
+    try:
+        client.check()
+        coordinator.check()
+    except (StoreError, CoordinationUnavailable) as exc:
+        raise Failure(description=str(exc)) from None
     try:
         with coordinator.partition_lock("catalog", context.run.run_id):
             previous = state.read_assignment(client)

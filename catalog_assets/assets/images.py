@@ -18,10 +18,10 @@ from pydantic import Field
 from catalog_assets import state
 from catalog_assets.assets.catalog import product_catalog
 from catalog_assets.costs import price_per_image
-from catalog_assets.errors import RunStopped
+from catalog_assets.errors import RunStopped, StoreError
 from catalog_assets.generation import BatchProcessor, GenerationSettings, ProductResult, summarize
 from catalog_assets.partitions import product_batches
-from catalog_assets.resources.coordination import CoordinationResource, LockTimeout
+from catalog_assets.resources.coordination import CoordinationResource, CoordinationUnavailable, LockTimeout
 from catalog_assets.resources.image_api import ImageGeneratorResource
 from catalog_assets.resources.offline import OfflineCardGenerator
 from catalog_assets.resources.store import ImageStoreResource
@@ -117,9 +117,10 @@ def product_images(
     coordinator = coordination.get_client()
     try:
         generator.check_config()
-    except RunStopped as exc:
-        raise Failure(description=exc.message) from None
-    coordinator.check()
+        client.check()
+        coordinator.check()
+    except (RunStopped, StoreError, CoordinationUnavailable) as exc:
+        raise Failure(description=str(getattr(exc, "message", exc))) from None
     products = state.read_batch_products(client, partition)
     if products is None:
         raise Failure(

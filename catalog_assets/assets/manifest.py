@@ -89,7 +89,7 @@ def linked_catalog(context: AssetExecutionContext, store: ImageStoreResource) ->
     ]
     client.put(state.LINKED_PARQUET_KEY, to_parquet(flat), content_type=PARQUET)
     with_url = sum(1 for p in linked if p["image"].get("url"))
-    expiry = getattr(client, "url_expires_in_s", None)
+    expiry = client.url_expires_in_s
     sample = [[p["id"], p["name"], p["image"].get("url") or "—"] for p in linked[:5]]
     return MaterializeResult(
         metadata={

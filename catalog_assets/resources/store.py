@@ -28,7 +28,8 @@ JSON = "application/json"
 PARQUET = "application/vnd.apache.parquet"
 MARKDOWN = "text/markdown; charset=utf-8"
 PNG = "image/png"
-CACHE_CONTROL_IMMUTABLE = "public, max-age=31536000, immutable"
+# A week, not "immutable": an image key is rewritten when its product's prompt changes.
+CACHE_CONTROL_IMAGES = "public, max-age=604800"
 
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]*(/[A-Za-z0-9][A-Za-z0-9._\-]*)*$")
 
@@ -68,6 +69,11 @@ class ImageStore(ABC):
 
     #: human-readable location, e.g. "s3://bucket/prefix" or "/abs/path"
     location: str
+    #: None for durable URLs; seconds until expiry when the store hands out presigned URLs
+    url_expires_in_s: int | None = None
+
+    def check(self) -> None:  # noqa: B027 - optional hook
+        """Verify the store is reachable and writable at run start; raise StoreError naming the setting."""
 
     @abstractmethod
     def put(
