@@ -265,7 +265,8 @@ def test_create_only_keeps_an_existing_object(s3_proxy: S3Proxy, s3_bucket: str)
 
     assert not kept.uploaded
     assert kept.object.sha256 == hashlib.sha256(JPEG_BYTES).hexdigest()
-    assert s3_proxy.count("PUT") == 0
+    # the conditional PUT is the existence check: S3 refuses it (412) and the original stays
+    assert s3_proxy.count("PUT") == 1 and s3_proxy.count("HEAD") == 1
     assert store.get("images/PROD-1.jpg") == JPEG_BYTES
 
 

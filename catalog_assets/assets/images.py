@@ -109,7 +109,7 @@ def product_images(
     is made. Products already stored with the same prompt fingerprint are skipped, so reruns only do what
     is missing. The partition fails when any product ends `failed`; its successes stay stored."""
     partition = context.partition_key
-    started = time.monotonic()
+    started, run_started_at = time.monotonic(), time.time()
     generator = image_generator.get_client()
     if config.concurrency:
         generator.concurrency = config.concurrency
@@ -206,11 +206,9 @@ def product_images(
         ),
         "preview": MetadataValue.md(_preview(client, made or stored)),
     }
-    breaker_events = getattr(coordinator, "breaker_events", None)
-    if callable(breaker_events):
-        events = breaker_events(generator.rate_limit_bucket())
-        if events:
-            metadata["breaker_events"] = MetadataValue.json(events[-20:])
+    events = coordinator.breaker_events(generator.rate_limit_bucket(), since=run_started_at)
+    if events:
+        metadata["breaker_events"] = MetadataValue.json([e.as_dict() for e in events][-20:])
     if processor.stopped is not None:
         raise Failure(description=f"{partition}: {processor.stopped.message}", metadata=metadata)
     if failed:

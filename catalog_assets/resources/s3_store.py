@@ -330,9 +330,11 @@ class S3ImageStore(ImageStore):
         check_content_type(key, content_type)
         digest = sha256_hex(data)
         user_metadata = s3_metadata(metadata, digest)
-        current = self.head(key)
-        if current is not None and (current.sha256 == digest or create_only):
-            return PutResult(current, uploaded=False)
+        if not create_only:
+            # With create_only the conditional PUT below is the existence check (one request, not two).
+            current = self.head(key)
+            if current is not None and current.sha256 == digest:
+                return PutResult(current, uploaded=False)
         params: dict[str, Any] = {
             "Key": full_key,
             "Body": data,
