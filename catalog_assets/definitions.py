@@ -16,16 +16,17 @@ from catalog_assets.assets.catalog import product_catalog
 from catalog_assets.assets.images import product_images
 from catalog_assets.assets.manifest import image_manifest, linked_catalog
 from catalog_assets.assets.report import generation_report
-from catalog_assets.partitions import product_batches
+from catalog_assets.checks import ALL_CHECKS
 from catalog_assets.resources.offline import OfflineImageGeneratorResource
 from catalog_assets.resources.store import LocalImageStoreResource
+from catalog_assets.schedules import build_failed_batches_retry_schedule
+from catalog_assets.sensors import catalog_batches_sensor
 
 ALL_ASSETS = [product_catalog, product_images, image_manifest, linked_catalog, generation_report]
 
 catalog_job = define_asset_job("catalog_job", selection=AssetSelection.assets(product_catalog))
-product_images_job = define_asset_job(
-    "product_images_job", selection=AssetSelection.assets(product_images), partitions_def=product_batches
-)
+# partitioned by product_batches, inferred from product_images
+product_images_job = define_asset_job("product_images_job", selection=AssetSelection.assets(product_images))
 publish_job = define_asset_job(
     "publish_job", selection=AssetSelection.assets(image_manifest, linked_catalog, generation_report)
 )
@@ -78,6 +79,9 @@ def resources_for_environment(env: Mapping[str, str] | None = None) -> dict[str,
 
 defs = Definitions(
     assets=ALL_ASSETS,
+    asset_checks=ALL_CHECKS,
     jobs=[catalog_job, product_images_job, publish_job],
+    schedules=[build_failed_batches_retry_schedule()],
+    sensors=[catalog_batches_sensor],
     resources=resources_for_environment(),
 )

@@ -2,7 +2,8 @@
 
 from datetime import UTC, datetime
 
-from dagster import AssetExecutionContext, Failure, MaterializeResult, MetadataValue, asset
+from dagster import AssetCheckKey, AssetExecutionContext, Failure, MaterializeResult, MetadataValue, asset
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from catalog_assets import state
 from catalog_assets.assets.images import product_images
@@ -68,6 +69,7 @@ def linked_catalog(context: AssetExecutionContext, store: ImageStoreResource) ->
     """The catalog with `image.url` set to each product's durable store URL and `image.alt_text` from the
     product; products without a stored image carry no URL. JSON and Parquet in the store under `catalog/`."""
     client = store.get_client()
+    _refuse_if_blocked(context)
     index = _index(client)
     manifest = client.get_json(state.MANIFEST_LATEST_KEY, default=None)
     if manifest is None:
@@ -101,6 +103,21 @@ def linked_catalog(context: AssetExecutionContext, store: ImageStoreResource) ->
             "sample": MetadataValue.md(md_table(["id", "name", "url"], sample)),
         }
     )
+
+
+def _refuse_if_blocked(context: AssetExecutionContext) -> None:
+    """Blocking checks stop linked_catalog within their run; this also holds when linked_catalog is
+    materialized on its own later: the latest run of a blocking manifest check must not have failed."""
+    from catalog_assets.checks import BLOCKING_MANIFEST_CHECKS
+
+    keys = [AssetCheckKey(image_manifest.key, name) for name in BLOCKING_MANIFEST_CHECKS]
+    latest = context.instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)
+    failed = [k.name for k, record in latest.items() if record.status == AssetCheckExecutionRecordStatus.FAILED]
+    if failed:
+        raise Failure(
+            description=f"not publishing: blocking check(s) {', '.join(sorted(failed))} failed on the latest "
+            "image_manifest; fix the store and rematerialize image_manifest with its checks"
+        )
 
 
 def _json(value) -> str:
