@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: install run test dev bench lint
+.PHONY: install instance run test dev bench lint
 
 install: $(VENV)/.installed
 
@@ -13,15 +13,21 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-run: install  ## the main job on embedded defaults: all products, all batches, manifest, linked catalog, report
+# The shipped instance config (pool, run queue and retry limits) goes into DAGSTER_HOME once; an existing
+# dagster.yaml there is the user's and is never overwritten.
+instance: $(DAGSTER_HOME)/dagster.yaml
+
+$(DAGSTER_HOME)/dagster.yaml:
 	mkdir -p $(DAGSTER_HOME)
+	cp -n dagster.yaml $@
+
+run: install instance  ## the main job on embedded defaults: all products, all batches, manifest, linked catalog, report
 	$(BIN)/catalog-images run
 
 test: install  ## the whole test suite
 	$(BIN)/pytest
 
-dev: install  ## the Dagster web UI and daemon on http://127.0.0.1:3000, same instance as `make run`
-	mkdir -p $(DAGSTER_HOME)
+dev: install instance  ## the Dagster web UI and daemon on http://127.0.0.1:3000, same instance as `make run`
 	$(BIN)/dagster dev
 
 lint: install
