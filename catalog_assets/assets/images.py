@@ -4,6 +4,8 @@ import base64
 import logging
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from dagster import (
     AssetExecutionContext,
@@ -142,15 +144,11 @@ def product_images(
         price_per_image_usd=price or 0.0,
     )
     progress = _Progress(context, len(products))
-    handler = _DagsterLogHandler(context)
-    watched = [
-        logging.getLogger("catalog_assets.generation"),
-        logging.getLogger("catalog_assets.coordination"),
-    ]
-    for lg in watched:
-        lg.addHandler(handler)
     try:
-        with coordinator.partition_lock(f"partition:{partition}", context.run.run_id) as lock:
+        with (
+            _forward_logs(context),
+            coordinator.partition_lock(f"partition:{partition}", context.run.run_id) as lock,
+        ):
             processor = BatchProcessor(
                 generator=generator,
                 fallback=OfflineCardGenerator(),
@@ -171,9 +169,6 @@ def product_images(
             )
     except LockTimeout as exc:
         raise Failure(description=f"{partition} is being processed by another run: {exc}") from None
-    finally:
-        for lg in watched:
-            lg.removeHandler(handler)
 
     duration = time.monotonic() - started
     summary = summarize(results)
@@ -222,6 +217,26 @@ def product_images(
         f"{partition}: {len(made)} made, {counts['skipped']} already stored, {calls} API calls, {duration:.1f}s"
     )
     return MaterializeResult(metadata=metadata)
+
+
+@contextmanager
+def _forward_logs(context: AssetExecutionContext) -> Iterator[None]:
+    """Waits for locks, limiter pauses and breaker changes show in the run's log (they log at INFO)."""
+    handler = _DagsterLogHandler(context)
+    loggers = [
+        logging.getLogger("catalog_assets.generation"),
+        logging.getLogger("catalog_assets.coordination"),
+    ]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(handler)
+        lg.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.removeHandler(handler)
+            lg.setLevel(level)
 
 
 class _DagsterLogHandler(logging.Handler):
