@@ -10,6 +10,9 @@ from collections.abc import Mapping
 from typing import Any
 
 PROMPT_VERSION = "v1"  # part of the fingerprint: changing the template regenerates on purpose
+# Every field is capped, so a prompt stays under this whatever the catalog holds (a 1 MB description, 40
+# attributes); the worst case is about 1,100 characters, and a test holds the bound.
+MAX_PROMPT_LENGTH = 1_200
 _WS = re.compile(r"\s+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _MARKS = re.compile(r"[™®©℠]")
@@ -111,12 +114,13 @@ def refine_prompt(product: Mapping[str, Any]) -> str:
     kind = _neutral(clean(product.get("subcategory") or product.get("category"), 60), brand)
     attrs = product.get("attributes") or {}
     color = clean(attrs.get("color") or attrs.get("colour"), 30) if isinstance(attrs, Mapping) else ""
+    # Quoted like build_prompt's fields (the refined prompt is not part of the fingerprint, so this is free).
     lines = [
         "Simple catalog photograph of a generic, unbranded product.",
-        f"Product: {name}" + (f" ({kind})" if kind and kind.lower() not in name.lower() else "") + ".",
+        f'Product: "{name}"' + (f" ({kind})" if kind and kind.lower() not in name.lower() else "") + ".",
     ]
     if color:
-        lines.append(f"Colour: {_neutral(color, brand)}.")
+        lines.append(f'Colour: "{_neutral(color, brand)}".')
     lines.append("Plain packaging without logos or labels, white background, soft studio light, no people.")
     return "\n".join(lines)
 

@@ -10,7 +10,7 @@ from typing import Any
 from PIL import Image, ImageDraw
 
 from catalog_assets.imaging import _font, decode_image
-from catalog_assets.util import human_bytes, md_escape, md_table
+from catalog_assets.util import human_bytes, md_code, md_escape, md_table
 
 ERROR_LABELS = {
     "rate_limited": "Rate limiting",
@@ -55,10 +55,10 @@ def build_report(
     lines = ["# Product image generation — status report", ""]
     lines += ["## Overview", ""]
     lines.append(
-        f"Images for the catalog `{md_escape(index.get('source', '?'))}` ({total:,} valid products in "
+        f"Images for the catalog `{md_code(index.get('source', '?'))}` ({total:,} valid products in "
         f"{len(index.get('partitions', []))} batches), generated with **{md_escape(settings.get('generator', '?'))}** "
-        f"(model `{md_escape(model)}`, {md_escape(settings.get('size', '?'))}, quality {md_escape(settings.get('quality', '?'))}) "
-        f"and stored in `{md_escape(settings.get('store', '?'))}` as JPEG with 300 px thumbnails."
+        f"(model `{md_code(model)}`, {md_escape(settings.get('size', '?'))}, quality {md_escape(settings.get('quality', '?'))}) "
+        f"and stored in `{md_code(settings.get('store', '?'))}` as JPEG with 300 px thumbnails."
     )
     lines += ["", "## Current Status", ""]
     status = [

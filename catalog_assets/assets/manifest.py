@@ -80,15 +80,7 @@ def linked_catalog(context: AssetExecutionContext, store: ImageStoreResource) ->
         products.extend(state.read_batch_products(client, partition) or [])
     linked = link_catalog(products, by_product)
     client.put_json(state.LINKED_JSON_KEY, linked)
-    flat = [
-        {
-            **{k: v for k, v in p.items() if k not in ("attributes", "image")},
-            "attributes": _json(p.get("attributes")),
-            "image_url": p["image"].get("url"),
-            "image_alt_text": p["image"].get("alt_text"),
-        }
-        for p in linked
-    ]
+    flat = [_parquet_row(p) for p in linked]
     client.put(state.LINKED_PARQUET_KEY, to_parquet(flat), content_type=PARQUET)
     with_url = sum(1 for p in linked if p["image"].get("url"))
     expiry = client.url_expires_in_s
@@ -112,7 +104,9 @@ def _refuse_if_blocked(context: AssetExecutionContext) -> None:
 
     keys = [AssetCheckKey(image_manifest.key, name) for name in BLOCKING_MANIFEST_CHECKS]
     latest = context.instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)
-    failed = [k.name for k, record in latest.items() if record.status == AssetCheckExecutionRecordStatus.FAILED]
+    failed = [
+        k.name for k, record in latest.items() if record.status == AssetCheckExecutionRecordStatus.FAILED
+    ]
     if failed:
         raise Failure(
             description=f"not publishing: blocking check(s) {', '.join(sorted(failed))} failed on the latest "
@@ -120,7 +114,42 @@ def _refuse_if_blocked(context: AssetExecutionContext) -> None:
         )
 
 
+# Columns with one known type; every other field (attributes, extra catalog fields of any shape) goes to
+# Parquet as JSON text, so a field whose type varies across rows never breaks the file.
+_TYPED_COLUMNS = {
+    "id": str,
+    "name": str,
+    "description": str,
+    "category": str,
+    "subcategory": str,
+    "brand": str,
+    "stock_status": str,
+    "created_at": str,
+    "updated_at": str,
+    "price": float,
+    "rating": float,
+    "review_count": float,
+}
+
+
+def _parquet_row(product: dict) -> dict:
+    row: dict = {}
+    for key, value in product.items():
+        if key == "image":
+            continue
+        kind = _TYPED_COLUMNS.get(key)
+        if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
+            row[key] = float(value)
+        elif kind is str and isinstance(value, str):
+            row[key] = value
+        else:
+            row[key] = None if value is None and kind else _json(value)
+    row["image_url"] = product["image"].get("url")
+    row["image_alt_text"] = product["image"].get("alt_text")
+    return row
+
+
 def _json(value) -> str:
     import json
 
-    return json.dumps(value or {}, ensure_ascii=False, sort_keys=True)
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
