@@ -169,6 +169,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="JSON config for product_images, e.g. '{\"max_cost_usd\": 5}'",
     )
     _add_operations_commands(sub)
+    p_dry = sub.add_parser(
+        "dry-run", help="print what `run` would call and cost, per batch, without calling the image API"
+    )
+    p_dry.add_argument(
+        "--catalog", default="data/catalog.json", help="catalog file (json, jsonl, csv, parquet)"
+    )
+    p_dry.add_argument("--partitions", nargs="*", help="only these batch partitions (e.g. batch-0007)")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S"
@@ -181,6 +188,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return check(args)
     if args.command == "retry-failed":
         return retry_failed(args)
+    if args.command == "dry-run":
+        from catalog_assets.dryrun import dry_run
+
+        text, code = dry_run(args.catalog, args.partitions)
+        print(text, file=sys.stdout if code == 0 else sys.stderr)
+        return code
     return 2
 
 

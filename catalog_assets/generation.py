@@ -8,6 +8,7 @@ with the waits the error class asks for; every call is counted on the product's 
 from __future__ import annotations
 
 import logging
+import math
 import random
 import threading
 import time
@@ -23,7 +24,14 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 from catalog_assets import imaging
 from catalog_assets.errors import ErrorClass, ImageAPIError, RunStopped
 from catalog_assets.prompts import build_prompt, fingerprint, refine_prompt
-from catalog_assets.resources.coordination import BreakerOpen, Coordinator, LockHandle, LockLost
+from catalog_assets.resources.coordination import (
+    BreakerOpen,
+    CoordinationUnavailable,
+    Coordinator,
+    LockHandle,
+    LockLost,
+    limit_from_headers,
+)
 from catalog_assets.resources.image_api import ImageGenerator
 from catalog_assets.resources.store import JPEG, ImageStore
 
@@ -36,6 +44,27 @@ RETRYABLE = {
     ErrorClass.INVALID_IMAGE,
     ErrorClass.CONTENT_POLICY,
 }
+
+# Rate-limit buckets (account key + model) whose calls succeeded lately in this process. Their runs skip the
+# first-call gate, so a worker's next partition does not idle for one latency before using the rate limit.
+# A bad key or an empty quota never gets here (and is dropped when it shows up): those runs still risk one
+# call, and a key revoked mid-run at most one call per worker.
+VERIFIED_FOR_S = 600.0
+_verified: dict[str, float] = {}
+_verified_lock = threading.Lock()
+
+
+def _recently_verified(bucket: str) -> bool:
+    with _verified_lock:
+        return time.monotonic() - _verified.get(bucket, -math.inf) < VERIFIED_FOR_S
+
+
+def _set_verified(bucket: str, ok: bool) -> None:
+    with _verified_lock:
+        if ok:
+            _verified[bucket] = time.monotonic()
+        else:
+            _verified.pop(bucket, None)
 
 
 def image_key(product_id: str) -> str:
@@ -58,6 +87,9 @@ class GenerationSettings:
     max_cost_usd: float | None = None
     price_per_image_usd: float = 0.0
     claim_wait_s: float = 180.0
+    #: how long the other workers wait for the first call's verdict: a bad key or an empty quota is refused
+    #: within milliseconds, while an image takes seconds, so a full wait would idle every worker for nothing
+    first_call_gate_s: float = 1.0
     rate_limit_timeout_s: float = 600.0
     breaker_wait_s: float = 120.0
 
@@ -85,6 +117,7 @@ class ProductResult:
     generated_at: str | None = None
     cost_usd: float = 0.0
     uploaded: bool = False
+    replacing: bool = False  # an image of another prompt fingerprint was in the store and is replaced
     failed_runs: int = 0  # consecutive runs in which this product ended failed
 
     def row(self, prior: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -100,40 +133,61 @@ class ProductResult:
 
 
 class Budget:
-    """Per-run limit on paid images and their estimated cost: reserve before a call, settle after."""
+    """Per-run limit on paid images and their estimated cost: reserve before a call, settle after.
+
+    A call that may still fail holds its reservation until it settles; a worker that finds the only room left
+    held that way waits for it rather than stopping the run, so a run stops once the paid images alone reach
+    a limit, and its message is true."""
 
     def __init__(self, max_images: int | None, max_cost_usd: float | None, price: float) -> None:
         self.max_images, self.max_cost_usd, self.price = max_images, max_cost_usd, price
         self.images = 0
         self.reserved_cost = 0.0
         self.spent = 0.0
+        self.in_flight = 0
         self._lock = threading.Lock()
+        self._settled = threading.Condition(self._lock)
 
-    def reserve(self) -> None:
-        with self._lock:
-            if self.max_images is not None and self.images + 1 > self.max_images:
-                raise RunStopped(
-                    ErrorClass.BUDGET, f"max_images={self.max_images} reached; stopping before more calls"
-                )
-            if (
-                self.max_cost_usd is not None
-                and self.spent + self.reserved_cost + self.price > self.max_cost_usd + 1e-9
-            ):
-                raise RunStopped(
-                    ErrorClass.BUDGET,
-                    f"max_cost_usd={self.max_cost_usd:.2f} would be exceeded (spent ${self.spent:.3f}, "
-                    f"${self.price:.3f} per image); stopping before more calls",
-                )
+    def _fits(self) -> bool:
+        if self.max_images is not None and self.images + 1 > self.max_images:
+            return False
+        return (
+            self.max_cost_usd is None
+            or self.spent + self.reserved_cost + self.price <= self.max_cost_usd + 1e-9
+        )
+
+    def reserve(self, stopped: threading.Event | None = None) -> None:
+        with self._settled:
+            while not self._fits():
+                if self.in_flight == 0:
+                    if self.max_images is not None and self.images + 1 > self.max_images:
+                        raise RunStopped(
+                            ErrorClass.BUDGET,
+                            f"max_images={self.max_images} reached; stopping before more calls",
+                        )
+                    raise RunStopped(
+                        ErrorClass.BUDGET,
+                        f"max_cost_usd={self.max_cost_usd:.2f} would be exceeded (spent ${self.spent:.3f}, "
+                        f"${self.price:.3f} per image); stopping before more calls",
+                    )
+                if stopped is not None and stopped.is_set():
+                    raise RunStopped(
+                        ErrorClass.BUDGET, "run stopped while waiting for calls in flight to settle"
+                    )
+                self._settled.wait(0.25)
             self.images += 1
+            self.in_flight += 1
             self.reserved_cost += self.price
 
     def settle(self, charged: bool) -> None:
-        with self._lock:
+        with self._settled:
             self.reserved_cost -= self.price
+            self.in_flight -= 1
             if charged:
                 self.spent += self.price
             else:
                 self.images -= 1
+            self._settled.notify_all()
 
 
 class _Attempt:
@@ -157,6 +211,7 @@ class BatchProcessor:
         run_id: str,
         settings: GenerationSettings | None = None,
         lock: LockHandle | None = None,
+        seed_store: ImageStore | None = None,
         on_result: Callable[[ProductResult], None] | None = None,
         sleep: Callable[[float], None] | None = None,
     ) -> None:
@@ -167,6 +222,7 @@ class BatchProcessor:
         self.run_id = run_id
         self.settings = settings or GenerationSettings()
         self.lock = lock
+        self.seed_store = seed_store
         self.on_result = on_result
         self.bucket = generator.rate_limit_bucket()
         self.budget = Budget(
@@ -176,7 +232,9 @@ class BatchProcessor:
         self.stopped: RunStopped | None = None
         self._stop_event = threading.Event()
         self._first_call = threading.Lock()  # see _first_call_gate
+        self._first_call_claimed = False
         self._first_call_done = threading.Event()
+        self._announced_limit: float | None = None
         self._sleep = sleep or self._interruptible_sleep
 
     # -- run-level control -------------------------------------------------------------------------
@@ -214,7 +272,8 @@ class BatchProcessor:
             self.stop(exc)
             result.outcome, result.error_class = "failed", exc.error_class.value
             result.message = result.message or f"not finished: run stopped ({exc.message})"
-        except LockLost as exc:
+        except (LockLost, CoordinationUnavailable) as exc:
+            # without coordination a call could be paid twice: stop calling, cleanly
             self.stop(RunStopped(ErrorClass.COORDINATION, str(exc)))
             result.outcome, result.error_class, result.message = (
                 "failed",
@@ -255,7 +314,8 @@ class BatchProcessor:
     def _skip_if_stored(self, pid: str, fp: str, result: ProductResult) -> bool:
         head = self.store.head(image_key(pid))
         if head is None or head.metadata.get("fingerprint") != fp:
-            return False
+            result.replacing = head is not None  # an image of another prompt: replaced on purpose
+            return self._import_from_seed(pid, fp, result)
         thumb = self.store.head(thumbnail_key(pid))
         if thumb is None:  # the image is complete but its thumbnail went missing: rebuild it, no call
             source = imaging.decode_image(self.store.get(head.key))
@@ -269,6 +329,40 @@ class BatchProcessor:
         result.outcome, result.source = "skipped", meta.get("source", "generated")
         result.key, result.thumbnail_key = head.key, thumb.key
         result.sha256, result.bytes, result.thumbnail_bytes = head.sha256, head.size, thumb.size
+        result.width = int(meta["width"]) if meta.get("width") else None
+        result.height = int(meta["height"]) if meta.get("height") else None
+        result.model, result.generated_at = meta.get("model"), meta.get("generated-at")
+        result.cost_usd = float(meta.get("cost-usd") or 0.0)
+        return True
+
+    def _import_from_seed(self, pid: str, fp: str, result: ProductResult) -> bool:
+        """Moving stores (e.g. local → S3): an image the seed store already holds for this fingerprint is
+        copied, verified by the target's checksum, instead of being generated and paid for again."""
+        if self.seed_store is None:
+            return False
+        head = self.seed_store.head(image_key(pid))
+        thumb = self.seed_store.head(thumbnail_key(pid))
+        if head is None or thumb is None or head.metadata.get("fingerprint") != fp:
+            return False
+        t = self.store.put(
+            thumb.key, self.seed_store.get(thumb.key), content_type=JPEG, metadata=thumb.metadata
+        )
+        put = self.store.put(
+            head.key,
+            self.seed_store.get(head.key),
+            content_type=JPEG,
+            metadata=head.metadata,
+            create_only=not result.replacing,
+        )
+        meta = put.object.metadata or head.metadata
+        result.outcome, result.source = "skipped", meta.get("source", "generated")
+        result.message = f"imported from {self.seed_store.location}"
+        result.key, result.thumbnail_key, result.uploaded = put.object.key, t.object.key, put.uploaded
+        result.sha256, result.bytes, result.thumbnail_bytes = (
+            put.object.sha256,
+            put.object.size,
+            t.object.size,
+        )
         result.width = int(meta["width"]) if meta.get("width") else None
         result.height = int(meta["height"]) if meta.get("height") else None
         result.model, result.generated_at = meta.get("model"), meta.get("generated-at")
@@ -297,18 +391,25 @@ class BatchProcessor:
 
     @contextmanager
     def _first_call_gate(self) -> Iterator[None]:
-        """The first paid call of a run goes alone: a bad key or an empty quota costs one call, not N."""
-        if not self.generator.paid or self._first_call_done.is_set():
+        """The first paid call of a run goes alone: a bad key or an empty quota costs one call, not N.
+
+        The other workers wait for its verdict, at most `first_call_gate_s` (refusals come back at once; a
+        call still running is generating an image). No lock is held while they call, or the workers that
+        queued behind the first call would go one at a time. A key that answered lately goes ungated."""
+        if not self.generator.paid or self._first_call_done.is_set() or _recently_verified(self.bucket):
             yield
             return
         with self._first_call:
-            if self._first_call_done.is_set():
-                yield
-                return
-            try:
-                yield
-            finally:
-                self._first_call_done.set()
+            leader, self._first_call_claimed = not self._first_call_claimed, True
+        if not leader:
+            self._first_call_done.wait(self.settings.first_call_gate_s)
+            self._raise_if_stopped()  # the first call stopped the run (bad key, no quota)
+            yield
+            return
+        try:
+            yield
+        finally:
+            self._first_call_done.set()
 
     # -- generation ----------------------------------------------------------------------------------
     def _generate_and_store(
@@ -339,7 +440,7 @@ class BatchProcessor:
             generated = self.fallback.generate(product_id=pid, prompt=prompt, attempt=0, product=product)
             image = generated.image if generated.image is not None else imaging.decode_image(generated.data)
             result.model = self.fallback.model
-        self._store(pid, fp, image, result)
+        self._store(pid, fp, image, result, replacing=result.replacing)
         result.outcome = result.source
 
     def _call_with_retries(self, product: Mapping[str, Any], state: _Attempt, result: ProductResult):
@@ -375,14 +476,17 @@ class BatchProcessor:
         self._raise_if_stopped()
         self._wait_for_breaker()
         if self.generator.paid:
-            self.budget.reserve()
+            try:
+                self.budget.reserve(self._stop_event)
+            except RunStopped:
+                self._raise_if_stopped()  # stopped meanwhile for another reason: that reason is the message
+                raise
         charged = False
         try:
-            if self.generator.images_per_minute:
-                self.coordinator.acquire(
-                    self.bucket, self.generator.images_per_minute, self.settings.rate_limit_timeout_s
-                )
             with self._first_call_gate():
+                # The slot is booked after the gate: slots booked while waiting for the first call would
+                # all go out together when it answers, a burst the API's per-second bucket refuses.
+                self._wait_for_slot()
                 self._raise_if_stopped()
                 result.attempts += 1
                 try:
@@ -393,17 +497,26 @@ class BatchProcessor:
                         product=product,
                     )
                 except ImageAPIError as exc:
+                    if exc.error_class in (ErrorClass.CONTENT_POLICY, ErrorClass.BAD_REQUEST):
+                        self.coordinator.breaker_success(self.bucket)  # the API answered: it is up
+                    # No answer at all (timeout, dropped connection): the API may still have made, and billed,
+                    # the image, so the budget counts it as spent.
+                    charged = exc.error_class is ErrorClass.TRANSIENT and exc.status_code is None
                     result.errors.append(exc.error_class.value)
+                    self._learn_limit(exc.headers)
                     self._react(exc, state, product)  # stops the run before the gate lets others call
                     raise
             charged = True
+            _set_verified(self.bucket, True)
             result.model = generated.model
+            self._learn_limit(generated.headers)
             try:
                 image = (
                     generated.image if generated.image is not None else imaging.decode_image(generated.data)
                 )
                 imaging.check_image(image, self.expected_size)
             except imaging.InvalidImage as exc:
+                self.coordinator.breaker_success(self.bucket)  # the API answered: it is up
                 result.errors.append(ErrorClass.INVALID_IMAGE.value)
                 raise ImageAPIError(ErrorClass.INVALID_IMAGE, str(exc)) from None
             self.coordinator.breaker_success(self.bucket)
@@ -412,6 +525,16 @@ class BatchProcessor:
             if self.generator.paid:
                 self.budget.settle(charged)
 
+    def _learn_limit(self, headers: Mapping[str, str]) -> None:
+        """Tell the shared limiter the limit the API announces: it paces by the lower of that and the
+        configured `images_per_minute`, so a too-high setting costs a few 429s, not a stream of them."""
+        if not self.generator.images_per_minute or not headers:
+            return
+        limit = limit_from_headers(headers)
+        if limit is not None and limit != self._announced_limit:
+            self._announced_limit = limit  # one report per change, not one per image
+            self.coordinator.learn_limit(self.bucket, limit)
+
     def _react(self, exc: ImageAPIError, state: _Attempt, product: Mapping[str, Any]) -> None:
         """What an error class means for the run, the shared state and the next attempt."""
         cls = exc.error_class
@@ -419,6 +542,7 @@ class BatchProcessor:
             pause = exc.retry_after_s if exc.retry_after_s is not None else 1.0
             self.coordinator.pause(self.bucket, pause)
         elif cls is ErrorClass.QUOTA_EXHAUSTED:
+            _set_verified(self.bucket, False)
             self.coordinator.breaker_failure(self.bucket, fatal=True, reason="insufficient_quota")
             stop = RunStopped(
                 cls, f"API quota exhausted (insufficient_quota): {exc.message}; check the account's billing"
@@ -426,6 +550,7 @@ class BatchProcessor:
             self.stop(stop)
             raise stop
         elif cls is ErrorClass.CONFIGURATION:
+            _set_verified(self.bucket, False)
             self.stop(RunStopped(cls, exc.message))
             raise self.stopped  # type: ignore[misc]
         elif cls is ErrorClass.TRANSIENT:
@@ -434,6 +559,21 @@ class BatchProcessor:
             state.refined = True
             state.prompt = refine_prompt(product)
             exc.refine_next = True  # type: ignore[attr-defined]
+
+    def _wait_for_slot(self) -> None:
+        """The shared rate limit's next slot, then the breaker once more: a slot booked seconds ahead must
+        not carry a call into a breaker that opened meanwhile (its cool-down is waited out, a slot rebooked)."""
+        if not self.generator.images_per_minute:
+            return
+        while True:
+            self.coordinator.acquire(
+                self.bucket, self.generator.images_per_minute, self.settings.rate_limit_timeout_s
+            )
+            try:
+                self.coordinator.breaker_allow(self.bucket)
+                return
+            except BreakerOpen:
+                self._wait_for_breaker()
 
     def _wait_for_breaker(self) -> None:
         deadline = time.monotonic() + self.settings.breaker_wait_s
@@ -449,7 +589,7 @@ class BatchProcessor:
                 self._sleep(min(max(exc.retry_in_s, 0.05), 1.0))
 
     # -- storing -------------------------------------------------------------------------------------
-    def _store(self, pid: str, fp: str, image, result: ProductResult) -> None:
+    def _store(self, pid: str, fp: str, image, result: ProductResult, replacing: bool = True) -> None:
         s = self.settings
         jpeg = imaging.encode_jpeg(image, s.jpeg_quality)
         thumb = imaging.make_thumbnail(image, s.thumbnail_px)
@@ -466,15 +606,27 @@ class BatchProcessor:
             "height": str(image.height),
             "cost-usd": f"{cost:.4f}",
         }
-        if self.lock is not None:
-            self.lock.ensure_held()
+        # A run that lost its partition lock (expired while paused, Redis restarted) makes no more calls, but
+        # an image it already paid for is still kept: written create-only, so it never replaces an object
+        # another run wrote meanwhile.
+        lost = self.lock is not None and not self.lock.is_held()
+        if lost:
+            self.stop(
+                RunStopped(
+                    ErrorClass.COORDINATION, "lost the lock (expired or taken over); stopping calls"
+                )
+            )
         # thumbnail first: an image present in the store always has its thumbnail
         t = self.store.put(
-            thumbnail_key(pid), thumb, content_type=JPEG, metadata={"product-id": pid, "fingerprint": fp}
+            thumbnail_key(pid),
+            thumb,
+            content_type=JPEG,
+            metadata={"product-id": pid, "fingerprint": fp},
+            create_only=lost,
         )
-        if self.lock is not None:
-            self.lock.ensure_held()
-        put = self.store.put(image_key(pid), jpeg, content_type=JPEG, metadata=metadata)
+        put = self.store.put(
+            image_key(pid), jpeg, content_type=JPEG, metadata=metadata, create_only=lost or not replacing
+        )
         result.key, result.thumbnail_key = put.object.key, t.object.key
         result.sha256, result.bytes, result.thumbnail_bytes = (
             put.object.sha256,

@@ -10,7 +10,7 @@ from catalog_assets.catalog import BATCH_SIZE, assign_batches, load_catalog, par
 from catalog_assets.errors import CatalogError, StoreError
 from catalog_assets.partitions import BATCH_PARTITIONS_NAME
 from catalog_assets.resources.coordination import CoordinationResource, CoordinationUnavailable, LockTimeout
-from catalog_assets.resources.store import ImageStoreResource
+from catalog_assets.resources.store import DEFAULT_IMPORT_DIR, ImageStoreResource, seed_store
 from catalog_assets.util import md_table
 
 
@@ -20,6 +20,10 @@ class CatalogConfig(Config):
     )
     format: str | None = Field(
         default=None, description="json | jsonl | csv | parquet (default: from the file suffix)."
+    )
+    import_from_dir: str | None = Field(
+        default=DEFAULT_IMPORT_DIR,
+        description="A local store whose batch assignment is taken over when the store has none yet (moving to S3).",
     )
     batch_size: int = Field(
         default=BATCH_SIZE, ge=1, le=1000, description="Products per batch partition (new batches only)."
@@ -49,6 +53,9 @@ def product_catalog(
     try:
         with coordinator.partition_lock("catalog", context.run.run_id):
             previous = state.read_assignment(client)
+            seed = seed_store(config.import_from_dir, client)
+            if not previous and seed is not None:
+                previous = state.read_assignment(seed)  # moving stores: products keep their batches
             assignment = assign_batches((p["id"] for p in loaded.products), previous, config.batch_size)
             batches = products_by_batch(loaded.products, assignment)
             for number, products in batches.items():

@@ -26,7 +26,7 @@ from catalog_assets.partitions import product_batches
 from catalog_assets.resources.coordination import CoordinationResource, CoordinationUnavailable, LockTimeout
 from catalog_assets.resources.image_api import ImageGeneratorResource
 from catalog_assets.resources.offline import OfflineCardGenerator
-from catalog_assets.resources.store import ImageStoreResource
+from catalog_assets.resources.store import DEFAULT_IMPORT_DIR, ImageStoreResource, seed_store
 from catalog_assets.util import human_bytes, md_table
 
 IMAGE_API_POOL = "image_api"
@@ -49,6 +49,11 @@ class ProductImagesConfig(Config):
     )
     backoff_base_s: float = Field(
         default=1.0, ge=0, description="First backoff after a transient error (doubles, jittered)."
+    )
+    import_from_dir: str | None = Field(
+        default=DEFAULT_IMPORT_DIR,
+        description="A local store whose images (same prompt fingerprint) are copied instead of generated, when "
+        "the store is elsewhere (moving from the embedded default to S3). None: never.",
     )
     concurrency: int | None = Field(
         default=None, ge=1, le=256, description="Products generated at once (default: the generator's)."
@@ -157,6 +162,7 @@ def product_images(
                 run_id=context.run.run_id,
                 settings=settings,
                 lock=lock,
+                seed_store=seed_store(config.import_from_dir, client),
                 on_result=progress,
             )
             results = processor.process(products, prior)

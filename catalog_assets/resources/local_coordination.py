@@ -422,8 +422,9 @@ class LocalCoordinationResource(CoordinationResource):
         default=0.98, description="Fraction of the per-minute limit actually booked, leaving room for jitter"
     )
     rate_burst_s: float = Field(
-        default=0.0,
-        description="GCRA burst tolerance (tau): after idling, 1 + rate_burst_s x rate requests may go out at once",
+        default=0.5,
+        description="GCRA burst tolerance (tau): after idling, 1 + rate_burst_s x rate requests may go out at "
+        "once; half of the one-second bucket the API enforces per-minute limits with, as sends run late.",
     )
     breaker_failure_threshold: int = Field(
         default=5, description="Consecutive transient failures (in this process) that open the breaker"

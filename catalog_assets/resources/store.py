@@ -215,6 +215,19 @@ class LocalImageStore(ImageStore):
         self._path(key, meta=True).unlink(missing_ok=True)
 
 
+DEFAULT_IMPORT_DIR = "data/store"
+
+
+def seed_store(directory: str | None, target: ImageStore) -> ImageStore | None:
+    """The local store to import from when the target store is another one (None when there is none)."""
+    if not directory:
+        return None
+    root = Path(directory).resolve()
+    if not root.is_dir() or (isinstance(target, LocalImageStore) and target.root == root):
+        return None
+    return LocalImageStore(root)
+
+
 class ImageStoreResource(ConfigurableResource):
     """Base of the store resources: assets depend on this and call `get_client()`."""
 

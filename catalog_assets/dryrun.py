@@ -1,0 +1,244 @@
+"""What a full run would call and cost, from the catalog and the store alone: no API call, no Dagster run.
+
+Per batch: products already stored with the same fingerprint (a run skips them), products to generate, the
+calls and cost that takes. Batches follow the stored assignment, so the plan holds before product_catalog ran.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from catalog_assets import state
+from catalog_assets.catalog import BATCH_SIZE, assign_batches, load_catalog, partition_key, products_by_batch
+from catalog_assets.costs import PRICES_FILE, price_per_image
+from catalog_assets.errors import CatalogError, RunStopped, StoreError
+from catalog_assets.generation import GenerationSettings, image_key
+from catalog_assets.prompts import build_prompt, fingerprint
+from catalog_assets.resources.image_api import ImageGenerator
+from catalog_assets.resources.store import ImageStore
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    partition: str
+    products: int
+    stored: int  # stored with the current fingerprint: skipped, no call
+    outdated: int  # stored, but made from another prompt/model/size/quality: generated again
+    fallback: int  # of `stored`, offline cards (content policy or repeated failures)
+
+    @property
+    def to_generate(self) -> int:
+        return self.products - self.stored
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    catalog: str
+    rows_read: int
+    quarantined: int
+    model: str
+    size: str
+    quality: str
+    paid: bool
+    price_per_image_usd: float | None  # None: no estimate in the price table
+    images_per_minute: float | None
+    max_calls_per_product: int
+    store: str
+    batches: list[BatchPlan] = field(default_factory=list)
+    problem: str | None = None  # why a run would stop before any call (e.g. a retired model)
+
+    @property
+    def products(self) -> int:
+        return sum(b.products for b in self.batches)
+
+    @property
+    def stored(self) -> int:
+        return sum(b.stored for b in self.batches)
+
+    @property
+    def to_generate(self) -> int:
+        return sum(b.to_generate for b in self.batches)
+
+    def calls(self, batch: BatchPlan | None = None) -> int:
+        """API calls when no call fails: one per image (an offline renderer makes none)."""
+        return (batch.to_generate if batch else self.to_generate) if self.paid else 0
+
+    def cost_usd(self, batch: BatchPlan | None = None) -> float | None:
+        """Estimated cost of the images to generate; refused or failed calls are not billed."""
+        if not self.paid:
+            return 0.0
+        if self.price_per_image_usd is None:
+            return None
+        return self.price_per_image_usd * self.calls(batch)
+
+
+def batches_for(
+    products: Sequence[Mapping[str, Any]], previous: Mapping[str, int], batch_size: int = BATCH_SIZE
+) -> dict[str, list[Mapping[str, Any]]]:
+    """The batches product_catalog would make: stored products keep their batch, new ones fill new batches."""
+    assignment = assign_batches((p["id"] for p in products), previous, batch_size)
+    return {partition_key(n): batch for n, batch in products_by_batch(products, assignment).items()}
+
+
+def plan_batch(
+    partition: str,
+    products: Iterable[Mapping[str, Any]],
+    store: ImageStore,
+    generator: ImageGenerator,
+    existing: set[str],
+) -> BatchPlan:
+    """Count what a run of one batch skips and generates, as `BatchProcessor` decides it (by fingerprint)."""
+    count = stored = outdated = fallback = 0
+    for product in products:
+        count += 1
+        key = image_key(product["id"])
+        if key not in existing:
+            continue
+        head = store.head(key)
+        if head is None:
+            continue
+        fp = fingerprint(build_prompt(product), generator.model, generator.size, generator.quality)
+        if head.metadata.get("fingerprint") == fp:
+            stored += 1
+            fallback += head.metadata.get("source") == "fallback"
+        else:
+            outdated += 1
+    return BatchPlan(partition, count, stored, outdated, fallback)
+
+
+def plan_run(
+    catalog: str | os.PathLike[str],
+    store: ImageStore,
+    generator: ImageGenerator,
+    *,
+    partitions: Sequence[str] | None = None,
+    settings: GenerationSettings | None = None,
+) -> RunPlan:
+    """The plan of a full run over `catalog` (or only `partitions`). Raises CatalogError for a bad catalog."""
+    settings = settings or GenerationSettings()
+    loaded = load_catalog(catalog)
+    stored_state = store.get_json(state.ASSIGNMENT_KEY, default={}) or {}
+    batch_size = int(stored_state.get("batch_size") or BATCH_SIZE)
+    batches = batches_for(loaded.products, state.read_assignment(store), batch_size)
+    if partitions:
+        wanted = set(partitions)
+        batches = {k: v for k, v in batches.items() if k in wanted}
+    problem = None
+    try:
+        generator.check_config()
+    except RunStopped as exc:
+        problem = exc.message
+    existing = {o.key for o in store.list("images/")}  # one listing, then a head only where it helps
+    return RunPlan(
+        catalog=str(catalog),
+        rows_read=loaded.rows_read,
+        quarantined=len(loaded.quarantined),
+        model=generator.model,
+        size=generator.size,
+        quality=generator.quality,
+        paid=generator.paid,
+        price_per_image_usd=price_per_image(generator.model, generator.quality, generator.size),
+        images_per_minute=generator.images_per_minute,
+        max_calls_per_product=settings.max_calls_per_product,
+        store=store.location,
+        batches=[plan_batch(k, v, store, generator, existing) for k, v in sorted(batches.items())],
+        problem=problem,
+    )
+
+
+def _money(value: float | None) -> str:
+    return "unknown" if value is None else f"${value:,.2f}"
+
+
+def format_plan(plan: RunPlan) -> str:
+    """The plan as the terminal shows it: settings, one line per batch, a total and what it adds up to."""
+    if plan.paid:
+        price = (
+            f"${plan.price_per_image_usd:.3f} per image (estimate, {PRICES_FILE})"
+            if plan.price_per_image_usd is not None
+            else f"no price estimate in {PRICES_FILE}"
+        )
+        limit = f"{plan.images_per_minute:g} images/min" if plan.images_per_minute else "no rate limit"
+        generator = (
+            f"OpenAI Images API, model {plan.model}, {plan.size}, quality {plan.quality}; {price}; {limit}"
+        )
+    else:
+        generator = f"offline renderer ({plan.model}): no API calls, no cost"
+    lines = [
+        "Dry run: nothing was generated and no API call was made.",
+        f"Catalog: {plan.catalog}: {plan.products:,} products in {len(plan.batches)} "
+        f"{'batch' if len(plan.batches) == 1 else 'batches'}"
+        f" ({plan.quarantined:,} of {plan.rows_read:,} rows quarantined, never sent).",
+        f"Generator: {generator}",
+        f"Store: {plan.store}",
+        "",
+    ]
+    if plan.problem:
+        lines[1:1] = [f"A run would stop before any call: {plan.problem}"]
+    header = ("batch", "products", "stored", "to generate", "est. calls", "est. cost")
+
+    def cells(name: str, products: int, stored: int, batch: BatchPlan | None) -> tuple[str, ...]:
+        to_generate = products - stored
+        calls, cost = plan.calls(batch), _money(plan.cost_usd(batch))
+        return (name, f"{products:,}", f"{stored:,}", f"{to_generate:,}", f"{calls:,}", cost)
+
+    rows = [cells(b.partition, b.products, b.stored, b) for b in plan.batches]
+    total = cells("total", plan.products, plan.stored, None)
+    widths = [max(len(row[i]) for row in (header, *rows, total)) for i in range(len(header))]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
+
+    lines += [line(header), *map(line, rows), line(total), ""]
+    outdated = sum(b.outdated for b in plan.batches)
+    fallback = sum(b.fallback for b in plan.batches)
+    if outdated:
+        lines.append(
+            f"{outdated:,} stored images were made from another prompt, model, size or quality: redone."
+        )
+    if fallback:
+        lines.append(f"{fallback:,} stored images are offline fallback cards (kept; delete them to retry).")
+    if plan.paid and plan.to_generate:
+        most = plan.to_generate * plan.max_calls_per_product
+        summary = (
+            f"A full run would make about {plan.calls():,} API calls (at most {most:,} with every retry)"
+        )
+        summary += f", estimated cost {_money(plan.cost_usd())}"
+        if plan.images_per_minute:
+            minutes = math.ceil(plan.to_generate / plan.images_per_minute)
+            summary += f", and take at least {minutes:,} min at {plan.images_per_minute:g} images/min"
+        lines.append(summary + ".")
+    elif plan.to_generate:
+        lines.append(f"A full run would render {plan.to_generate:,} offline product cards.")
+    else:
+        lines.append("Nothing to generate: every product is stored with its current fingerprint.")
+    return "\n".join(lines)
+
+
+def dry_run(catalog: str, partitions: Sequence[str] | None = None) -> tuple[str, int]:
+    """(text, exit code) for `catalog-images dry-run`, with the resources the environment selects for a run
+    (OPENAI_API_KEY, CATALOG_IMAGE_MODEL, CATALOG_S3_BUCKET ...). Exit code 2: a run could not start."""
+    from catalog_assets.definitions import resources_for_environment
+
+    resources = resources_for_environment()
+    try:
+        with (
+            resources["image_generator"].process_config_and_initialize_cm() as generator_resource,
+            resources["store"].process_config_and_initialize_cm() as store_resource,
+        ):
+            plan = plan_run(
+                Path(catalog),
+                store_resource.get_client(),
+                generator_resource.get_client(),
+                partitions=partitions,
+            )
+    except (CatalogError, StoreError) as exc:
+        return f"error: {exc}", 2
+    return format_plan(plan), 2 if plan.problem else 0

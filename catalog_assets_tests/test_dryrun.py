@@ -1,0 +1,139 @@
+"""`catalog-images dry-run` as a user types it: what a full run would call and cost, per batch, from the
+catalog and the store, with the stand-in counting that no call is made."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from catalog_assets.resources.openai_images import OpenAIImageGeneratorResource
+from catalog_assets.standin import StandInConfig, StandInServer
+from catalog_assets_tests.conftest import Pipeline, env_without_secrets, write_catalog
+
+CLI = Path(sys.executable).parent / "catalog-images"
+KEY = "sk-test-dryrun-31c4a9"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[StandInServer]:
+    with StandInServer(StandInConfig(api_key=KEY)) as running:
+        yield running
+
+
+@pytest.fixture
+def standin(server: StandInServer) -> StandInServer:
+    server.reset(config=True)
+    return server
+
+
+@pytest.fixture
+def catalog(pipeline: Pipeline) -> Path:
+    """250 products (three batches of at most 100) and two rows the loader quarantines."""
+    products = [{"id": f"PROD-{n:06d}", "name": f"Ceramic Mug No. {n}"} for n in range(250)]
+    products += [{"id": "../escape", "name": "x"}, {"id": "NO-NAME"}]
+    return write_catalog(pipeline.root / "catalog.json", products)
+
+
+def dry_run(
+    pipeline: Pipeline, standin: StandInServer, *args: str, key: str | None = KEY, **env: str
+) -> subprocess.CompletedProcess[str]:
+    environment = {
+        **env_without_secrets(),
+        "DAGSTER_HOME": os.environ["DAGSTER_HOME"],
+        "CATALOG_STORE_DIR": str(pipeline.store_dir),
+        "OPENAI_BASE_URL": standin.base_url,
+        **({"OPENAI_API_KEY": key} if key else {}),
+        **env,
+    }
+    return subprocess.run(
+        [str(CLI), "dry-run", *args],
+        cwd=pipeline.root,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def table(output: str) -> dict[str, list[str]]:
+    """The plan's table: first cell -> the other cells."""
+    rows = [line.split() for line in output.splitlines()]
+    return {row[0]: row[1:] for row in rows if row and re.fullmatch(r"batch-\d{4}|total", row[0])}
+
+
+def test_a_dry_run_before_any_run_plans_every_product(pipeline: Pipeline, standin, catalog: Path) -> None:
+    done = dry_run(pipeline, standin, "--catalog", str(catalog))
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "no API call was made" in out
+    assert "model gpt-image-2, 1024x1024, quality medium; $0.042 per image" in out
+    assert "250 products in 3 batches (2 of 252 rows quarantined" in out
+    # batch | products | stored | to generate | est. calls | est. cost
+    assert table(out) == {
+        "batch-0000": ["100", "0", "100", "100", "$4.20"],
+        "batch-0001": ["100", "0", "100", "100", "$4.20"],
+        "batch-0002": ["50", "0", "50", "50", "$2.10"],
+        "total": ["250", "0", "250", "250", "$10.50"],
+    }
+    assert "about 250 API calls (at most 1,000 with every retry), estimated cost $10.50" in out
+    assert standin.stats()["requests"] == 0
+    assert not pipeline.store_dir.exists() or not list(pipeline.store.list("images/"))
+
+
+def test_a_dry_run_counts_what_is_stored_with_the_same_fingerprint(
+    pipeline: Pipeline, standin, catalog: Path
+) -> None:
+    assert pipeline.catalog(catalog).success
+    pipeline.generator = OpenAIImageGeneratorResource(
+        api_key=KEY, base_url=standin.base_url, images_per_minute=None
+    )
+    assert pipeline.images("batch-0001").success
+    calls = standin.stats()["requests"]
+    assert calls == 100
+
+    done = dry_run(pipeline, standin, "--catalog", str(catalog))
+    assert done.returncode == 0, done.stderr
+    plan = table(done.stdout)
+    assert plan["batch-0001"] == ["100", "100", "0", "0", "$0.00"]
+    assert plan["total"] == ["250", "100", "150", "150", "$6.30"]
+    assert standin.stats()["requests"] == calls  # the dry run made none
+
+    only = dry_run(pipeline, standin, "--catalog", str(catalog), "--partitions", "batch-0002")
+    assert list(table(only.stdout)) == ["batch-0002", "total"]
+
+    # Another model changes every fingerprint: the stored images would all be made again.
+    other = dry_run(pipeline, standin, "--catalog", str(catalog), CATALOG_IMAGE_MODEL="gpt-image-2.5-flare")
+    assert other.returncode == 0, other.stderr
+    assert table(other.stdout)["batch-0001"] == ["100", "0", "100", "100", "$4.20"]
+    assert "100 stored images were made from another prompt, model, size or quality" in other.stdout
+    assert standin.stats()["requests"] == calls
+
+
+def test_a_dry_run_with_a_retired_model_says_the_run_would_stop(
+    pipeline: Pipeline, standin, catalog: Path
+) -> None:
+    done = dry_run(pipeline, standin, "--catalog", str(catalog), CATALOG_IMAGE_MODEL="dall-e-3")
+    assert done.returncode == 2
+    assert "A run would stop before any call" in done.stderr and "gpt-image-2" in done.stderr
+    assert "no price estimate" in done.stderr
+    assert standin.stats()["requests"] == 0
+
+
+def test_a_dry_run_without_a_key_plans_the_offline_renderer(pipeline: Pipeline, standin, catalog) -> None:
+    done = dry_run(pipeline, standin, "--catalog", str(catalog), key=None)
+    assert done.returncode == 0, done.stderr
+    assert "offline renderer" in done.stdout
+    assert table(done.stdout)["total"] == ["250", "0", "250", "0", "$0.00"]
+    assert "render 250 offline product cards" in done.stdout
+
+
+def test_a_dry_run_of_a_missing_catalog_fails_clearly(pipeline: Pipeline, standin) -> None:
+    done = dry_run(pipeline, standin, "--catalog", "nowhere.json")
+    assert done.returncode == 2
+    assert "nowhere.json: catalog file not found" in done.stderr
