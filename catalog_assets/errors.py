@@ -70,6 +70,10 @@ class StoreError(Exception):
     """A store configuration or access problem, as one line a user can act on."""
 
 
+class TransientStoreError(StoreError):
+    """The store failed for a while (5xx, throttling, timeouts, lost connections): worth retrying."""
+
+
 # --- OpenAI Images API errors -> ErrorClass -------------------------------------------------------------
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(h|ms|us|µs|ns|m|s)")

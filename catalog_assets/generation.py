@@ -19,10 +19,18 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
 
 from catalog_assets import imaging
-from catalog_assets.errors import ErrorClass, ImageAPIError, RunStopped
+from catalog_assets.errors import ErrorClass, ImageAPIError, RunStopped, TransientStoreError
 from catalog_assets.prompts import build_prompt, fingerprint, refine_prompt
 from catalog_assets.resources.coordination import (
     BreakerOpen,
@@ -92,6 +100,7 @@ class GenerationSettings:
     first_call_gate_s: float = 1.0
     rate_limit_timeout_s: float = 600.0
     breaker_wait_s: float = 120.0
+    store_retry_s: float = 120.0  # how long a paid image waits for a failing store before it is given up
 
 
 @dataclass
@@ -440,7 +449,14 @@ class BatchProcessor:
             generated = self.fallback.generate(product_id=pid, prompt=prompt, attempt=0, product=product)
             image = generated.image if generated.image is not None else imaging.decode_image(generated.data)
             result.model = self.fallback.model
-        self._store(pid, fp, image, result, replacing=result.replacing)
+        # The image is paid for: a store failing for a while must not make a rerun pay for it again.
+        Retrying(
+            retry=retry_if_exception_type(TransientStoreError),
+            stop=stop_after_delay(self.settings.store_retry_s),
+            wait=wait_exponential_jitter(initial=0.5, max=8.0),
+            sleep=time.sleep,  # not interrupted when the run stops: this image is kept either way
+            reraise=True,
+        )(self._store, pid, fp, image, result, replacing=result.replacing)
         result.outcome = result.source
 
     def _call_with_retries(self, product: Mapping[str, Any], state: _Attempt, result: ProductResult):
@@ -543,11 +559,12 @@ class BatchProcessor:
             self.coordinator.pause(self.bucket, pause)
         elif cls is ErrorClass.QUOTA_EXHAUSTED:
             _set_verified(self.bucket, False)
-            self.coordinator.breaker_failure(self.bucket, fatal=True, reason="insufficient_quota")
             stop = RunStopped(
                 cls, f"API quota exhausted (insufficient_quota): {exc.message}; check the account's billing"
             )
+            # Stop before the breaker opens: a worker that saw it open first would stop the run less clearly.
             self.stop(stop)
+            self.coordinator.breaker_failure(self.bucket, fatal=True, reason="insufficient_quota")
             raise stop
         elif cls is ErrorClass.CONFIGURATION:
             _set_verified(self.bucket, False)
@@ -583,7 +600,9 @@ class BatchProcessor:
                 return
             except BreakerOpen as exc:
                 if "quota" in exc.reason:
-                    raise RunStopped(ErrorClass.QUOTA_EXHAUSTED, f"API quota exhausted: {exc}") from None
+                    raise RunStopped(
+                        ErrorClass.QUOTA_EXHAUSTED, f"API quota exhausted: {exc}; check the account's billing"
+                    ) from None
                 if time.monotonic() + min(exc.retry_in_s, 1.0) > deadline:
                     raise ImageAPIError(ErrorClass.TRANSIENT, str(exc)) from None
                 self._sleep(min(max(exc.retry_in_s, 0.05), 1.0))
@@ -612,9 +631,7 @@ class BatchProcessor:
         lost = self.lock is not None and not self.lock.is_held()
         if lost:
             self.stop(
-                RunStopped(
-                    ErrorClass.COORDINATION, "lost the lock (expired or taken over); stopping calls"
-                )
+                RunStopped(ErrorClass.COORDINATION, "lost the lock (expired or taken over); stopping calls")
             )
         # thumbnail first: an image present in the store always has its thumbnail
         t = self.store.put(

@@ -30,7 +30,7 @@ from botocore.exceptions import (
 from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
-from catalog_assets.errors import StoreError
+from catalog_assets.errors import StoreError, TransientStoreError
 from catalog_assets.resources.store import (
     CACHE_CONTROL_IMAGES,
     ImageStore,
@@ -280,7 +280,9 @@ class S3ImageStore(ImageStore):
         retries = error.response.get("ResponseMetadata", {}).get("RetryAttempts", 0)
         message = _one_line(error.response.get("Error", {}).get("Message", ""), 200)
         after = f" after {retries} retries" if retries else ""
-        return StoreError(f"S3 {operation} on {where} failed{after}: HTTP {status} {code}: {message}")
+        transient = (isinstance(status, int) and status >= 500) or code in ("SlowDown", "RequestTimeout")
+        kind = TransientStoreError if transient else StoreError
+        return kind(f"S3 {operation} on {where} failed{after}: HTTP {status} {code}: {message}")
 
     def _botocore_error(self, method: str, error: BotoCoreError, full_key: str | None = None) -> StoreError:
         operation = self._operation(method)
@@ -291,7 +293,7 @@ class S3ImageStore(ImageStore):
                 f"({operation}); refusing to use it"
             )
         if isinstance(error, ReadTimeoutError):
-            return StoreError(
+            return TransientStoreError(
                 f"the S3 endpoint {endpoint} did not answer {operation} in time (read_timeout): check "
                 "AWS_ENDPOINT_URL (or the resource's endpoint_url) and the network"
             )
@@ -299,7 +301,7 @@ class S3ImageStore(ImageStore):
             error, EndpointConnectionError | ConnectTimeoutError | ConnectionClosedError | SSLError
         ):
             kind = type(error).__name__
-            return StoreError(
+            return TransientStoreError(
                 f"cannot reach the S3 endpoint {endpoint} for {operation} ({kind}): check AWS_ENDPOINT_URL "
                 "(or the resource's endpoint_url; unset means AWS itself) and the network"
             )

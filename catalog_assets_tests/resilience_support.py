@@ -1,0 +1,656 @@
+"""Support for the resilience suite: real services the tests can hurt on cue, and the checks run after.
+
+- `FaultProxy`: a loopback proxy in front of moto's S3 server that can hold one chosen request at a chosen
+  stage (before its body, half-way through it, with the whole body read, or after S3 stored it but before
+  answering), answer 500s or answer slowly for a while. A held request is never forwarded afterwards: the
+  client that sent it is dead by then, and S3 would not store a body it did not receive in full.
+- `HoldingStandIn`: the Images API stand-in in this process, able to hold generation calls before or after
+  it makes the image, so a test can kill a run with calls in flight.
+- `OwnRedis`: a private redis-server on a free port that a test may kill and restart.
+- `CliRun` / `start_cli`: `dagster asset materialize` in its own process group, killed as a whole.
+- `BucketView` with `assert_store_intact` and `assert_published_consistent`: what the bucket holds, read
+  behind the pipeline's back (straight from moto), checked against the invariants of shared/DESIGN.md.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import http.client
+import io
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
+
+import pyarrow.parquet as pq
+import redis
+from PIL import Image
+
+from catalog_assets.standin import StandInConfig, StandInServer
+from catalog_assets.standin.server import StandInApp
+from catalog_assets_tests.conftest import env_without_secrets
+from catalog_assets_tests.dagster_projects import BIN, MODULE, free_port, tail, wait_for
+from catalog_assets_tests.s3_fixtures import (
+    DUMMY_ACCESS_KEY_ID,
+    DUMMY_SECRET_ACCESS_KEY,
+    REGION,
+    moto_client,
+)
+
+#: the key the stand-in accepts; recognisable, so a leak would be easy to spot in a log
+API_KEY = "sk-resilience-suite-7c1e0d"
+PUBLISH = "image_manifest,linked_catalog,generation_report"
+
+__all__ = [
+    "API_KEY",
+    "BIN",
+    "PUBLISH",
+    "BucketView",
+    "CliRun",
+    "Exchange",
+    "FaultProxy",
+    "Hold",
+    "HoldingStandIn",
+    "OwnRedis",
+    "Stage",
+    "assert_published_consistent",
+    "assert_store_intact",
+    "calls_by_product",
+    "cli_env",
+    "paid_calls_after_success",
+    "run_config",
+    "start_cli",
+    "tail",
+    "wait_for",
+]
+
+
+# --- the Dagster CLI in a process group ---------------------------------------------------------------
+
+
+@dataclass
+class CliRun:
+    """One `dagster ...` process, in its own process group so that a kill takes its step processes too."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def wait(self, timeout: float = 240) -> int:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(
+                f"{self.name} did not finish in {timeout:.0f}s:\n{tail(self.log())}"
+            ) from None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def kill(self) -> None:
+        """SIGKILL the whole group (the CLI and any step process it spawned) and wait until none is left."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+        def group_gone() -> bool:
+            try:
+                os.killpg(self.proc.pid, 0)
+            except ProcessLookupError:
+                return True
+            return False
+
+        wait_for(group_gone, timeout=10, interval=0.02, what=f"{self.name}'s processes to exit")
+
+
+def start_cli(
+    root: Path,
+    env: Mapping[str, str],
+    name: str,
+    select: str,
+    *,
+    partition: str | None = None,
+    config: Mapping[str, Any] | None = None,
+) -> CliRun:
+    """`dagster asset materialize -m catalog_assets.definitions --select ...` as a user types it, started in
+    `root` (the project dir holding data/catalog.json) with its output in `<root>/<name>.log`."""
+    args = [str(BIN / "dagster"), "asset", "materialize", *MODULE, "--select", select]
+    if partition:
+        args += ["--partition", partition]
+    if config:
+        args += ["--config-json", json.dumps(config)]
+    log_path = root / f"{name}.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            args,
+            cwd=root,
+            env=dict(env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own group: a kill of the group is a kill of the whole run
+        )
+    return CliRun(name, proc, log_path)
+
+
+def cli_env(
+    home: Path,
+    *,
+    bucket: str,
+    s3_endpoint: str,
+    openai_base_url: str,
+    redis_url: str | None = None,
+) -> dict[str, str]:
+    """The environment of a run: S3 (through `s3_endpoint`), the stand-in, and Redis when given; nothing
+    inherited from the test process that could select another store, key or Redis."""
+    env = {
+        k: v
+        for k, v in env_without_secrets().items()
+        if not k.startswith(("AWS_", "CATALOG_", "OPENAI_")) and k != "REDIS_URL"
+    }
+    env.update(
+        DAGSTER_HOME=str(home),
+        CATALOG_S3_BUCKET=bucket,
+        AWS_ENDPOINT_URL=s3_endpoint,
+        AWS_ACCESS_KEY_ID=DUMMY_ACCESS_KEY_ID,
+        AWS_SECRET_ACCESS_KEY=DUMMY_SECRET_ACCESS_KEY,
+        AWS_DEFAULT_REGION=REGION,
+        AWS_CONFIG_FILE=str(home / "no-aws-config"),
+        AWS_SHARED_CREDENTIALS_FILE=str(home / "no-aws-credentials"),
+        AWS_EC2_METADATA_DISABLED="true",
+        OPENAI_API_KEY=API_KEY,
+        OPENAI_BASE_URL=openai_base_url,
+    )
+    if redis_url:
+        env["REDIS_URL"] = redis_url
+    return env
+
+
+def run_config(
+    select: Literal["catalog", "images", "publish"],
+    *,
+    in_process: bool = True,
+    generator: Mapping[str, Any] | None = None,
+    coordination: Mapping[str, Any] | None = None,
+    images: Mapping[str, Any] | None = None,
+    catalog: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run config for one kind of run, overriding resources the way an operator does (`--config-json`).
+
+    Secrets stay `{"env": ...}` references; only the resources the selected assets use are configured."""
+    config: dict[str, Any] = {"resources": {}}
+    if in_process:
+        # One process per run: half the start-up cost, and the process that holds the locks is the CLI's.
+        config["execution"] = {"config": {"in_process": {}}}
+    if select in ("images", "publish"):
+        config["resources"]["image_generator"] = {
+            "config": {"api_key": {"env": "OPENAI_API_KEY"}, **(generator or {})}
+        }
+    if select in ("catalog", "images") and coordination is not None:
+        config["resources"]["coordination"] = {"config": {"redis_url": {"env": "REDIS_URL"}, **coordination}}
+    if select == "images" and images:
+        config["ops"] = {"product_images": {"config": dict(images)}}
+    if select == "catalog" and catalog:
+        config["ops"] = {"product_catalog": {"config": dict(catalog)}}
+    if not config["resources"]:
+        del config["resources"]
+    return config
+
+
+# --- S3: a proxy in front of moto that holds, fails or slows requests ---------------------------------
+
+Stage = Literal["headers", "partial", "body", "response"]
+
+
+@dataclass
+class Hold:
+    """Hold the `nth` request matching `method` and `pattern` (searched in the path) at `stage`:
+    `headers` before reading its body, `partial` with half its body read, `body` with all of it read but
+    nothing forwarded, `response` after S3 stored it but before the client is answered."""
+
+    method: str
+    pattern: re.Pattern[str]
+    nth: int
+    stage: Stage
+    matched: int = 0
+    path: str | None = None
+    arrived: threading.Event = field(default_factory=threading.Event)
+    released: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
+class Exchange:
+    """One request through the proxy and what became of it."""
+
+    method: str
+    path: str
+    started: float
+    status: int | None = None  # what the client was answered; None while open, or when dropped
+    fate: str = "open"  # open | forwarded | held | dropped | injected-error | failed-upstream
+
+
+class FaultProxy:
+    """A loopback proxy in front of moto's S3 server, for holds and fault windows (see `Hold`)."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = urlsplit(upstream)
+        self.exchanges: list[Exchange] = []
+        self._holds: list[Hold] = []
+        self._error: tuple[int, str] | None = None
+        self._error_until = 0.0
+        self._delay_s = 0.0
+        self._slow_until = 0.0
+        self.errors_answered = 0
+        self.responses_delayed = 0
+        self._lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # answers botocore's `Expect: 100-continue` at once
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+                pass
+
+            def _handle(self) -> None:
+                path = self.path.partition("?")[0]
+                exchange = Exchange(self.command, path, time.monotonic())
+                with proxy._lock:
+                    proxy.exchanges.append(exchange)
+                    hold = proxy._match_hold(self.command, path)
+                try:
+                    self._serve(exchange, hold)
+                except (BrokenPipeError, ConnectionResetError, TimeoutError):
+                    self.close_connection = True  # the client died (killed) while we talked to it
+                finally:
+                    if exchange.fate == "open":
+                        exchange.fate = "failed-upstream"
+
+            def _serve(self, exchange: Exchange, hold: Hold | None) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                if hold is not None and hold.stage == "headers":
+                    return self._hold(exchange, hold)
+                if hold is not None and hold.stage == "partial":
+                    self.rfile.read(length // 2)
+                    return self._hold(exchange, hold)
+                body = self.rfile.read(length)
+                if len(body) < length:
+                    # The client died mid-body: S3 stores nothing it did not receive in full.
+                    exchange.fate, self.close_connection = "dropped", True
+                    return
+                if hold is not None and hold.stage == "body":
+                    return self._hold(exchange, hold)
+                if self.command == "PUT" and not _body_matches_checksum(self.headers, body):
+                    exchange.status, exchange.fate = 400, "injected-error"
+                    return self._reply(400, {"Content-Type": "application/xml"}, _error_xml(400, "BadDigest"))
+                error, delay = proxy._fault_now()
+                if error is not None:
+                    exchange.status, exchange.fate = error[0], "injected-error"
+                    return self._reply(error[0], {"Content-Type": "application/xml"}, _error_xml(*error))
+                status, headers, data, length_header = self._forward(body)
+                if hold is not None and hold.stage == "response":
+                    exchange.status = status  # what S3 did; the client never hears it
+                    return self._hold(exchange, hold)
+                if delay:
+                    # A slow S3: the answer comes late (the request is already done upstream).
+                    time.sleep(delay)
+                exchange.status, exchange.fate = status, "forwarded"
+                self._reply(status, headers, data, length_header)
+
+            def _forward(self, body: bytes) -> tuple[int, dict[str, str], bytes, str | None]:
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("expect", "connection")}
+                upstream = http.client.HTTPConnection(
+                    proxy.upstream.hostname, proxy.upstream.port, timeout=30
+                )
+                try:
+                    upstream.request(self.command, self.path, body=body, headers=headers)
+                    response = upstream.getresponse()
+                    data = response.read()
+                    reply_headers = {
+                        k: v
+                        for k, v in response.getheaders()
+                        if k.lower() not in ("transfer-encoding", "connection", "content-length")
+                    }
+                    length = response.getheader("Content-Length") if self.command == "HEAD" else None
+                    return response.status, reply_headers, data, length
+                finally:
+                    upstream.close()
+
+            def _hold(self, exchange: Exchange, hold: Hold) -> None:
+                exchange.fate = "held"
+                hold.path = exchange.path
+                hold.arrived.set()
+                hold.released.wait(300)
+                self.close_connection = True  # dropped without an answer: the client is gone by now
+
+            def _reply(
+                self, status: int, headers: dict[str, str], data: bytes, length: str | None = None
+            ) -> None:
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", length if length is not None else str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
+
+        self._server = _ProxyServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
+        self._thread.start()
+        self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    # -- arming -----------------------------------------------------------------------------------------
+
+    def hold(self, method: str, pattern: str, *, nth: int = 1, stage: Stage = "headers") -> Hold:
+        hold = Hold(method, re.compile(pattern), nth, stage)
+        with self._lock:
+            self._holds.append(hold)
+        return hold
+
+    def fail_for(self, seconds: float, status: int = 500, code: str = "InternalError") -> None:
+        """Answer every request with `status`/`code` (without forwarding it) for the next `seconds`."""
+        with self._lock:
+            self._error, self._error_until = (status, code), time.monotonic() + seconds
+
+    def slow_for(self, seconds: float, delay_s: float) -> None:
+        """Answer every request `delay_s` late for the next `seconds`."""
+        with self._lock:
+            self._delay_s, self._slow_until = delay_s, time.monotonic() + seconds
+
+    def release(self) -> None:
+        """Let every held request go (they are dropped, never forwarded) and disarm the holds."""
+        with self._lock:
+            holds, self._holds = self._holds, []
+        for hold in holds:
+            hold.released.set()
+
+    def _match_hold(self, method: str, path: str) -> Hold | None:
+        for hold in self._holds:
+            if hold.method == method and hold.pattern.search(path):
+                hold.matched += 1
+                if hold.matched == hold.nth:
+                    return hold
+        return None
+
+    def _fault_now(self) -> tuple[tuple[int, str] | None, float]:
+        with self._lock:
+            now = time.monotonic()
+            error = self._error if now < self._error_until else None
+            delay = self._delay_s if now < self._slow_until else 0.0
+            if error is not None:
+                self.errors_answered += 1
+            elif delay:
+                self.responses_delayed += 1
+        return error, delay
+
+    # -- reading ----------------------------------------------------------------------------------------
+
+    def quiet(self, settled_s: float = 0.25) -> bool:
+        """No request is being forwarded or answered (held ones do not count), and none arrived for
+        `settled_s`: what a killed client had already sent has landed."""
+        with self._lock:
+            if any(e.fate == "open" for e in self.exchanges):
+                return False
+            last = max((e.started for e in self.exchanges), default=-math.inf)
+        return time.monotonic() - last >= settled_s
+
+    def close(self) -> None:
+        self.release()
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class _ProxyServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256  # two runs' worth of concurrent uploads at once
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A killed client resets its connections: expected here, not worth a traceback on stderr.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
+def _body_matches_checksum(headers: Any, body: bytes) -> bool:
+    """S3's rule, which moto does not apply: a PUT whose body differs from its declared sha256 is refused."""
+    declared = headers.get("x-amz-checksum-sha256")
+    return not declared or base64.b64encode(hashlib.sha256(body).digest()).decode() == declared
+
+
+def _error_xml(status: int, code: str) -> bytes:
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f"<Error><Code>{code}</Code><Message>injected by the test proxy ({status})</Message></Error>"
+    ).encode()
+
+
+# --- the stand-in, holding calls on cue ---------------------------------------------------------------
+
+
+class HoldingStandInApp(StandInApp):
+    """The stand-in's request handling with a gate: `hold("before")` keeps arriving generation calls
+    waiting before the image is made (a call in flight), `hold("after")` after it is made (the API has done
+    the work, the answer is withheld). The call records stay the stand-in's own."""
+
+    def __init__(self, config: StandInConfig) -> None:
+        super().__init__(config)
+        self._gate = threading.Event()
+        self._gate.set()
+        self._stage: str | None = None
+        self.held = 0
+
+    def hold(self, stage: Literal["before", "after"]) -> None:
+        self._stage = stage
+        self._gate.clear()
+
+    def release(self) -> None:
+        self._stage = None
+        self._gate.set()
+
+    def _generate(self, config, stats, headers, raw, request_id, call_key):  # type: ignore[no-untyped-def]
+        stage = self._stage
+        if stage == "before":
+            self._wait_at_gate()
+        answer = super()._generate(config, stats, headers, raw, request_id, call_key)
+        if stage == "after":
+            self._wait_at_gate()
+        return answer
+
+    def _wait_at_gate(self) -> None:
+        with self.lock:
+            self.held += 1
+        try:
+            while not self._gate.wait(0.05) and not self.stopping.is_set():
+                pass
+        finally:
+            with self.lock:
+                self.held -= 1
+
+
+class HoldingStandIn(StandInServer):
+    """`StandInServer` whose app is a `HoldingStandInApp` (`.app.hold(...)`, `.app.release()`)."""
+
+    app: HoldingStandInApp
+
+    def __init__(self, config: StandInConfig | None = None) -> None:
+        super().__init__(config)
+        self.app = HoldingStandInApp(self.app.config)
+
+
+def calls_by_product(stats: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Each product's generation calls at the stand-in, oldest first (`status` 200: an image was made)."""
+    return {
+        pid: sorted(product["calls"], key=lambda c: c["seq"]) for pid, product in stats["products"].items()
+    }
+
+
+def paid_calls_after_success(stats: Mapping[str, Any]) -> dict[str, int]:
+    """Per product, the calls made after its first successful (paid) call: each one is a duplicate."""
+    duplicates = {}
+    for pid, calls in calls_by_product(stats).items():
+        first_ok = next((i for i, c in enumerate(calls) if c["status"] == 200), None)
+        if first_ok is not None and len(calls) > first_ok + 1:
+            duplicates[pid] = len(calls) - first_ok - 1
+    return duplicates
+
+
+# --- Redis that a test may kill ---------------------------------------------------------------------------
+
+
+class OwnRedis:
+    """A private redis-server on a free port (never the shared one), without persistence: a restart loses
+    every key, as a Redis without AOF/RDB does."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed; the resilience suite needs it")
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+            + ["--daemonize", "no", "--dir", str(self.workdir)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
+        wait_for(lambda: self._answers(client), timeout=10, interval=0.02, what="redis-server to answer")
+        client.close()
+
+    @staticmethod
+    def _answers(client: redis.Redis) -> bool:
+        try:
+            return bool(client.ping())
+        except redis.ConnectionError:
+            return False
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(10)
+            self.proc = None
+
+    def restart(self, down_s: float) -> None:
+        """SIGKILL, stay down `down_s` (the outage), start again on the same port, empty."""
+        self.kill()
+        time.sleep(down_s)  # the length of the outage is the fault itself, not a wait for a condition
+        self.start()
+        self.restarts += 1
+
+
+# --- what the bucket holds --------------------------------------------------------------------------------
+
+
+class BucketView:
+    """The bucket read straight from moto, behind the pipeline's back (no proxy, no store class)."""
+
+    def __init__(self, endpoint: str, bucket: str) -> None:
+        self.endpoint, self.bucket = endpoint, bucket
+        self.client = moto_client(endpoint)
+
+    def create(self) -> BucketView:
+        self.client.create_bucket(Bucket=self.bucket)
+        return self
+
+    def list_keys(self, prefix: str = "") -> list[str]:
+        found = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            found += [item["Key"] for item in page.get("Contents", ())]
+        return sorted(found)
+
+    def read(self, key: str) -> tuple[bytes, dict[str, str]]:
+        response = self.client.get_object(Bucket=self.bucket, Key=key)
+        return response["Body"].read(), dict(response.get("Metadata") or {})
+
+    def json(self, key: str) -> Any:
+        return json.loads(self.read(key)[0])
+
+    def copy_from(self, source: str) -> None:
+        """Every object of bucket `source`, with its metadata and content type (a prepared state)."""
+        for key in BucketView(self.endpoint, source).list_keys():
+            self.client.copy_object(
+                Bucket=self.bucket,
+                Key=key,
+                CopySource={"Bucket": source, "Key": key},
+                MetadataDirective="COPY",
+            )
+
+
+def assert_store_intact(view: BucketView) -> dict[str, int]:
+    """No partial or corrupt object: every object carries the sha256 of its bytes (the store writes it with
+    each one), every image and thumbnail decodes completely as a JPEG, every JSON document parses."""
+    counts = {"objects": 0, "images": 0, "thumbnails": 0}
+    for key in view.list_keys():
+        data, metadata = view.read(key)
+        counts["objects"] += 1
+        assert metadata.get("sha256") == hashlib.sha256(data).hexdigest(), f"{key}: sha256 metadata ≠ bytes"
+        if key.startswith(("images/", "thumbnails/")):
+            with Image.open(io.BytesIO(data)) as image:
+                assert image.format == "JPEG", f"{key} is {image.format}, not a JPEG"
+                image.load()  # a truncated stream fails here
+            counts["images" if key.startswith("images/") else "thumbnails"] += 1
+        elif key.endswith(".json"):
+            json.loads(data)
+    return counts
+
+
+def assert_published_consistent(
+    view: BucketView, product_ids: Iterable[str], url_base: str
+) -> dict[str, Any]:
+    """The manifest and the linked catalog agree with the store, and every product has its image.
+
+    Every row of every manifest ever written names an object that exists with the row's sha256 and size,
+    and a thumbnail that exists; the latest manifest covers every product; every linked URL is
+    `url_base` + an existing key whose sha256 is the one linked. Returns the latest manifest's rows."""
+    products = set(product_ids)
+    keys = set(view.list_keys())
+    sha_of: dict[str, str] = {}
+
+    def stored_sha(key: str) -> str:
+        if key not in sha_of:
+            sha_of[key] = view.read(key)[1]["sha256"]
+        return sha_of[key]
+
+    manifests = [k for k in keys if k.startswith("manifests/") and k.endswith(".json")]
+    assert "manifests/latest.json" in manifests, "no manifests/latest.json"
+    for name in manifests:
+        for row in view.json(name)["rows"]:
+            assert row["key"] in keys, f"{name}: {row['product_id']} names {row['key']}, which is not stored"
+            assert row["thumbnail_key"] in keys, f"{name}: {row['product_id']}'s thumbnail is not stored"
+            assert stored_sha(row["key"]) == row["sha256"], f"{name}: {row['key']} has another sha256"
+    latest = {row["product_id"]: row for row in view.json("manifests/latest.json")["rows"]}
+    assert set(latest) == products, f"products without a manifest row: {sorted(products - set(latest))}"
+
+    linked = view.json("catalog/linked_catalog.json")
+    assert {p["id"] for p in linked} == products
+    for product in linked:
+        url = product["image"]["url"]
+        assert url and url.startswith(url_base), f"{product['id']}: {url!r} is not a URL of the store"
+        key = unquote(url[len(url_base) :])
+        assert key in keys, f"{product['id']}: linked {url} maps to {key}, which is not stored"
+        assert stored_sha(key) == product["image"]["sha256"] == latest[product["id"]]["sha256"]
+    parquet = pq.read_table(io.BytesIO(view.read("catalog/linked_catalog.parquet")[0])).to_pylist()
+    assert {r["id"]: r["image_url"] for r in parquet} == {p["id"]: p["image"]["url"] for p in linked}
+    return latest
