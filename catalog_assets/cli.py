@@ -89,6 +89,10 @@ def run(args: argparse.Namespace) -> int:
         wanted = set(args.partitions)
         partitions = [p for p in partitions if p in wanted]
     images_config = {"ops": {"product_images": {"config": args.images_config}}} if args.images_config else {}
+    if os.environ.get("OPENAI_API_KEY") and not os.environ.get("REDIS_URL") and args.parallel > 1:
+        # Without Redis each process would pace itself at the account's whole rate limit.
+        log.warning("OPENAI_API_KEY is set without REDIS_URL: running batches one at a time (--parallel 1)")
+        args.parallel = 1
     total = len(partitions)
     log.info("%d batch partitions to materialize with %d parallel worker(s)", total, args.parallel)
     done: list[tuple[str, bool, float]] = []

@@ -453,7 +453,7 @@ class BatchProcessor:
         Retrying(
             retry=retry_if_exception_type(TransientStoreError),
             stop=stop_after_delay(self.settings.store_retry_s),
-            wait=wait_exponential_jitter(initial=0.5, max=8.0),
+            wait=wait_exponential_jitter(multiplier=0.5, max=8.0),
             sleep=time.sleep,  # not interrupted when the run stops: this image is kept either way
             reraise=True,
         )(self._store, pid, fp, image, result, replacing=result.replacing)

@@ -724,9 +724,9 @@ class RedisCoordinationResource(CoordinationResource):
         description="Fraction of the per-minute limit actually booked, leaving room for clock and network jitter",
     )
     rate_burst_s: float = Field(
-        default=0.5,
+        default=0.0,
         description="GCRA burst tolerance (tau): after idling, 1 + rate_burst_s x rate requests may go out at "
-        "once; half of the one-second bucket the API enforces per-minute limits with, as sends run late.",
+        "once. 0 keeps every window of the shared budget at or under the limit, across all processes.",
     )
     breaker_failure_threshold: int = Field(
         default=5, description="Consecutive transient failures (across all processes) that open the breaker"
