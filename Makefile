@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: install instance run test dev bench lint
+.PHONY: install instance run test dev lint
 
 install: $(VENV)/.installed
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from dagster import ConfigurableResource
+from pydantic import Field
 
 #: stdlib logger for state changes (breaker transitions, lost locks, waits); the lead wires it into Dagster.
 LOGGER_NAME = "catalog_assets.coordination"
@@ -162,7 +163,40 @@ class Coordinator(ABC):
 
 
 class CoordinationResource(ConfigurableResource):
-    """Base of the coordination resources: assets depend on this and call `get_client()`."""
+    """Base of the coordination resources: assets depend on this and call `get_client()`. The settings of
+    the locks' waiting, the limiter and the breaker are the same for every implementation."""
+
+    partition_lock_wait_s: float = Field(
+        default=60.0, description="How long a run waits for a partition another run holds before LockTimeout"
+    )
+    lock_poll_s: float = Field(
+        default=0.5, description="How often a waiting run tries the partition lock again"
+    )
+    rate_headroom: float = Field(
+        default=0.98,
+        description="Fraction of the per-minute limit actually booked, leaving room for clock and network jitter",
+    )
+    breaker_failure_threshold: int = Field(
+        default=5,
+        description="Consecutive transient failures (of every process sharing it) that open the breaker",
+    )
+    breaker_cooldown_s: float = Field(
+        default=30.0, description="How long the breaker stays open before one probe"
+    )
+    breaker_probe_timeout_s: float = Field(
+        default=180.0,
+        description="If the probe never reports (its process died), another caller probes after this",
+    )
+
+    def shared_settings(self) -> dict[str, float]:
+        return {
+            "partition_lock_wait_s": self.partition_lock_wait_s,
+            "lock_poll_s": self.lock_poll_s,
+            "rate_headroom": self.rate_headroom,
+            "breaker_failure_threshold": self.breaker_failure_threshold,
+            "breaker_cooldown_s": self.breaker_cooldown_s,
+            "breaker_probe_timeout_s": self.breaker_probe_timeout_s,
+        }
 
     def get_client(self) -> Coordinator:
         raise NotImplementedError

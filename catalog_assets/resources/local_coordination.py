@@ -412,38 +412,15 @@ class LocalCoordinationResource(CoordinationResource):
         default="data/state/locks",
         description="Directory of the partition and product lock files (one machine)",
     )
-    partition_lock_wait_s: float = Field(
-        default=60.0, description="How long a run waits for a partition another run holds before LockTimeout"
-    )
-    lock_poll_s: float = Field(
-        default=0.5, description="How often a waiting run tries the partition lock again"
-    )
-    rate_headroom: float = Field(
-        default=0.98, description="Fraction of the per-minute limit actually booked, leaving room for jitter"
-    )
     rate_burst_s: float = Field(
         default=0.5,
         description="GCRA burst tolerance (tau): after idling, 1 + rate_burst_s x rate requests may go out at "
         "once; half of the one-second bucket the API enforces per-minute limits with, as sends run late.",
     )
-    breaker_failure_threshold: int = Field(
-        default=5, description="Consecutive transient failures (in this process) that open the breaker"
-    )
-    breaker_cooldown_s: float = Field(
-        default=30.0, description="How long the breaker stays open before one probe"
-    )
-    breaker_probe_timeout_s: float = Field(
-        default=180.0, description="If the probe never reports, another caller probes after this"
-    )
 
     def get_client(self) -> LocalCoordinator:
         return LocalCoordinator(
             self.lock_dir,
-            partition_lock_wait_s=self.partition_lock_wait_s,
-            lock_poll_s=self.lock_poll_s,
-            rate_headroom=self.rate_headroom,
             rate_burst_s=self.rate_burst_s,
-            breaker_failure_threshold=self.breaker_failure_threshold,
-            breaker_cooldown_s=self.breaker_cooldown_s,
-            breaker_probe_timeout_s=self.breaker_probe_timeout_s,
+            **self.shared_settings(),
         )

@@ -709,34 +709,14 @@ class RedisCoordinationResource(CoordinationResource):
     heartbeat_s: float | None = Field(
         default=None, description="How often held locks are renewed; default a third of each lock's TTL"
     )
-    partition_lock_wait_s: float = Field(
-        default=60.0, description="How long a run waits for a partition another run holds before LockTimeout"
-    )
     product_claim_ttl_s: float = Field(
         default=60.0,
         description="Product claim TTL (renewed by the heartbeat while the product is worked on)",
-    )
-    lock_poll_s: float = Field(
-        default=0.5, description="How often a waiting run tries the partition lock again"
-    )
-    rate_headroom: float = Field(
-        default=0.98,
-        description="Fraction of the per-minute limit actually booked, leaving room for clock and network jitter",
     )
     rate_burst_s: float = Field(
         default=0.0,
         description="GCRA burst tolerance (tau): after idling, 1 + rate_burst_s x rate requests may go out at "
         "once. 0 keeps every window of the shared budget at or under the limit, across all processes.",
-    )
-    breaker_failure_threshold: int = Field(
-        default=5, description="Consecutive transient failures (across all processes) that open the breaker"
-    )
-    breaker_cooldown_s: float = Field(
-        default=30.0, description="How long the breaker stays open before one probe"
-    )
-    breaker_probe_timeout_s: float = Field(
-        default=180.0,
-        description="If the probe never reports (its process died), another caller probes after this",
     )
     socket_timeout: float = Field(default=5.0, description="Seconds to wait for a Redis reply")
     socket_connect_timeout: float = Field(default=5.0, description="Seconds to wait for a Redis connection")
@@ -750,14 +730,9 @@ class RedisCoordinationResource(CoordinationResource):
             key_prefix=self.key_prefix,
             lock_ttl_s=self.lock_ttl_s,
             heartbeat_s=self.heartbeat_s,
-            partition_lock_wait_s=self.partition_lock_wait_s,
             product_claim_ttl_s=self.product_claim_ttl_s,
-            lock_poll_s=self.lock_poll_s,
-            rate_headroom=self.rate_headroom,
             rate_burst_s=self.rate_burst_s,
-            breaker_failure_threshold=self.breaker_failure_threshold,
-            breaker_cooldown_s=self.breaker_cooldown_s,
-            breaker_probe_timeout_s=self.breaker_probe_timeout_s,
+            **self.shared_settings(),
             socket_timeout=self.socket_timeout,
             socket_connect_timeout=self.socket_connect_timeout,
             max_retries=self.max_retries,
