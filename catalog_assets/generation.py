@@ -41,7 +41,7 @@ from catalog_assets.resources.coordination import (
     limit_from_headers,
 )
 from catalog_assets.resources.image_api import ImageGenerator
-from catalog_assets.resources.store import JPEG, ImageStore
+from catalog_assets.resources.store import JPEG, ImageStore, StoredObject
 
 logger = logging.getLogger("catalog_assets.generation")
 
@@ -128,6 +128,19 @@ class ProductResult:
     uploaded: bool = False
     replacing: bool = False  # an image of another prompt fingerprint was in the store and is replaced
     failed_runs: int = 0  # consecutive runs in which this product ended failed
+
+    def record_stored(
+        self, image: StoredObject, thumb: StoredObject, metadata: Mapping[str, str] | None = None
+    ) -> None:
+        """Outcome `skipped`: the product's image is in the store; its record comes from the object's metadata."""
+        meta = image.metadata if metadata is None else metadata
+        self.outcome, self.source = "skipped", meta.get("source", "generated")
+        self.key, self.thumbnail_key = image.key, thumb.key
+        self.sha256, self.bytes, self.thumbnail_bytes = image.sha256, image.size, thumb.size
+        self.width = int(meta["width"]) if meta.get("width") else None
+        self.height = int(meta["height"]) if meta.get("height") else None
+        self.model, self.generated_at = meta.get("model"), meta.get("generated-at")
+        self.cost_usd = float(meta.get("cost-usd") or 0.0)
 
     def row(self, prior: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The record kept for the product; calls and errors accumulate over runs of the same prompt."""
@@ -334,14 +347,7 @@ class BatchProcessor:
                 content_type=JPEG,
                 metadata={"product-id": pid, "fingerprint": fp},
             ).object
-        meta = head.metadata
-        result.outcome, result.source = "skipped", meta.get("source", "generated")
-        result.key, result.thumbnail_key = head.key, thumb.key
-        result.sha256, result.bytes, result.thumbnail_bytes = head.sha256, head.size, thumb.size
-        result.width = int(meta["width"]) if meta.get("width") else None
-        result.height = int(meta["height"]) if meta.get("height") else None
-        result.model, result.generated_at = meta.get("model"), meta.get("generated-at")
-        result.cost_usd = float(meta.get("cost-usd") or 0.0)
+        result.record_stored(head, thumb)
         return True
 
     def _import_from_seed(self, pid: str, fp: str, result: ProductResult) -> bool:
@@ -363,19 +369,8 @@ class BatchProcessor:
             metadata=head.metadata,
             create_only=not result.replacing,
         )
-        meta = put.object.metadata or head.metadata
-        result.outcome, result.source = "skipped", meta.get("source", "generated")
-        result.message = f"imported from {self.seed_store.location}"
-        result.key, result.thumbnail_key, result.uploaded = put.object.key, t.object.key, put.uploaded
-        result.sha256, result.bytes, result.thumbnail_bytes = (
-            put.object.sha256,
-            put.object.size,
-            t.object.size,
-        )
-        result.width = int(meta["width"]) if meta.get("width") else None
-        result.height = int(meta["height"]) if meta.get("height") else None
-        result.model, result.generated_at = meta.get("model"), meta.get("generated-at")
-        result.cost_usd = float(meta.get("cost-usd") or 0.0)
+        result.record_stored(put.object, t.object, put.object.metadata or head.metadata)
+        result.message, result.uploaded = f"imported from {self.seed_store.location}", put.uploaded
         return True
 
     # -- claims --------------------------------------------------------------------------------------

@@ -119,7 +119,7 @@ def _background(size: int, hue: float) -> Image.Image:
 
 
 @lru_cache(maxsize=8)
-def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+def font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 
@@ -307,7 +307,7 @@ def render_product_card(product: Mapping[str, Any], size: int = 1024) -> Image.I
     )
     name = str(product.get("name") or pid)
     brand = str(product.get("brand") or "")
-    title_font, small_font = _font(max(12, size // 19)), _font(max(10, size // 32))
+    title_font, small_font = font(max(12, size // 19)), font(max(10, size // 32))
     y = int(size * 0.68)
     for line in _wrap(draw, name, title_font, int(size * 0.78), 2):
         draw.text((size // 2, y), line, font=title_font, fill=(30, 30, 34), anchor="ma")

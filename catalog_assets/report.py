@@ -9,7 +9,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
-from catalog_assets.imaging import _font, decode_image
+from catalog_assets.imaging import decode_image, font
 from catalog_assets.util import human_bytes, md_code, md_escape, md_table
 
 ERROR_LABELS = {
@@ -136,7 +136,7 @@ def build_report(
         lines += ["", "Quarantined catalog rows by reason:", ""]
         lines.append(md_table(["reason", "rows"], reasons.most_common(10)))
     lines += ["", "## Sample Images", ""]
-    samples = _samples(manifest_rows)
+    samples = sample_rows(manifest_rows)
     if samples:
         lines.append(
             md_table(
@@ -210,7 +210,7 @@ def recommendations(
     return recs
 
 
-def _samples(rows: Sequence[Mapping[str, Any]], n: int = 16) -> list[Mapping[str, Any]]:
+def sample_rows(rows: Sequence[Mapping[str, Any]], n: int = 16) -> list[Mapping[str, Any]]:
     if not rows:
         return []
     # spread over the catalog and show every source that occurs
@@ -233,13 +233,13 @@ def contact_sheet(thumbnails: Sequence[tuple[str, bytes]], columns: int = 4, cel
     label = 24
     sheet = Image.new("RGB", (columns * cell, rows * (cell + label)), (250, 250, 250))
     draw = ImageDraw.Draw(sheet)
-    font = _font(16)
+    label_font = font(16)
     for i, (pid, data) in enumerate(thumbnails):
         x, y = (i % columns) * cell, (i // columns) * (cell + label)
         img = decode_image(data).convert("RGB")
         img.thumbnail((cell - 12, cell - 12))
         sheet.paste(img, (x + (cell - img.width) // 2, y + 6))
-        draw.text((x + cell // 2, y + cell), pid, font=font, fill=(40, 40, 40), anchor="ma")
+        draw.text((x + cell // 2, y + cell), pid, font=label_font, fill=(40, 40, 40), anchor="ma")
     buf = io.BytesIO()
     sheet.save(buf, format="PNG", optimize=True)
     return buf.getvalue()

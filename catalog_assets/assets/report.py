@@ -5,7 +5,7 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 from catalog_assets import state
 from catalog_assets.assets.manifest import _index, image_manifest, linked_catalog
 from catalog_assets.manifest import collect_outcomes
-from catalog_assets.report import _samples, build_report, contact_sheet
+from catalog_assets.report import build_report, contact_sheet, sample_rows
 from catalog_assets.resources.image_api import ImageGeneratorResource
 from catalog_assets.resources.store import MARKDOWN, PNG, ImageStoreResource
 
@@ -23,7 +23,7 @@ def generation_report(
     outcomes = collect_outcomes(client, index["partitions"])
     failed_partitions = sorted({o["partition"] for o in outcomes.values() if o.get("outcome") == "failed"})
     thumbs = []
-    for row in _samples(manifest["rows"]):
+    for row in sample_rows(manifest["rows"]):
         try:
             thumbs.append((row["product_id"], client.get(row["thumbnail_key"])))
         except KeyError:

@@ -10,14 +10,11 @@ import random
 import textwrap
 from functools import lru_cache
 
-from PIL import Image, ImageDraw, ImageFont, ImageOps
+from PIL import Image, ImageDraw, ImageOps
+
+from catalog_assets.imaging import font
 
 PIL_FORMATS = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP"}
-
-
-@lru_cache(maxsize=8)
-def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    return ImageFont.load_default(size=size)
 
 
 @lru_cache(maxsize=64)
@@ -60,12 +57,12 @@ def render_image(
         else:
             draw.polygon([(x, y - r), (x + r, y + r), (x - r, y + r)], fill=_colour(rng))
     text = "\n".join(textwrap.wrap(prompt, 34)[:4]) or "(empty prompt)"
-    font = _font(max(12, unit // 22))
+    label_font = font(max(12, unit // 22))
     margin = unit // 20
-    left, top, right, bottom = draw.multiline_textbbox((margin, margin), text, font=font)
+    left, top, right, bottom = draw.multiline_textbbox((margin, margin), text, font=label_font)
     draw.rectangle((left - 12, top - 12, right + 12, bottom + 12), fill=(255, 255, 255))
-    draw.multiline_text((margin, margin), text, font=font, fill=(20, 20, 20))
-    draw.text((margin, height - margin - unit // 22), "stand-in image", font=font, fill=(255, 255, 255))
+    draw.multiline_text((margin, margin), text, font=label_font, fill=(20, 20, 20))
+    draw.text((margin, height - margin - unit // 22), "stand-in image", font=label_font, fill=(255, 255, 255))
 
     out = io.BytesIO()
     pil_format = PIL_FORMATS[output_format]
