@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import pyarrow.parquet as pq
 import redis
@@ -516,26 +516,32 @@ def paid_calls_after_success(stats: Mapping[str, Any]) -> dict[str, int]:
 
 class OwnRedis:
     """A private redis-server on a free port (never the shared one), without persistence: a restart loses
-    every key, as a Redis without AOF/RDB does."""
+    every key, as a Redis without AOF/RDB does. With `password`, it requires it (`--requirepass`)."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, password: str | None = None) -> None:
         self.port = free_port()
         self.workdir = workdir
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.password = password
+        auth = f":{quote(password, safe='')}@" if password else ""
+        self.url = f"redis://{auth}127.0.0.1:{self.port}/0"
         self.proc: subprocess.Popen[bytes] | None = None
         self.restarts = 0
+
+    def client(self) -> redis.Redis:
+        return redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
 
     def start(self) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
-            raise RuntimeError("redis-server is not installed; the resilience suite needs it")
+            raise RuntimeError("redis-server is not installed (.ci/run installs it)")
+        auth = ["--requirepass", self.password] if self.password else []
         self.proc = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-            + ["--daemonize", "no", "--dir", str(self.workdir)],
+            + ["--daemonize", "no", "--dir", str(self.workdir), *auth],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
+        client = self.client()
         wait_for(lambda: self._answers(client), timeout=10, interval=0.02, what="redis-server to answer")
         client.close()
 
@@ -551,6 +557,8 @@ class OwnRedis:
             self.proc.kill()
             self.proc.wait(10)
             self.proc = None
+
+    stop = kill
 
     def restart(self, down_s: float) -> None:
         """SIGKILL, stay down `down_s` (the outage), start again on the same port, empty."""

@@ -16,7 +16,6 @@ import queue
 import shutil
 import signal
 import socket
-import subprocess
 import threading
 import time
 import uuid
@@ -44,6 +43,7 @@ from catalog_assets.resources.local_coordination import (
 )
 from catalog_assets.resources.redis_coordination import RedisCoordinationResource, RedisCoordinator
 from catalog_assets_tests import coordination_workers as wk
+from catalog_assets_tests.resilience_support import OwnRedis
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 BUCKET = "OpenAIImageGenerator:gpt-image-2:3f9a0c"  # as the generator names it: a hash, never the key
@@ -625,63 +625,17 @@ def test_redis_keys_all_live_under_the_prefix(
 # --- Redis going away -----------------------------------------------------------------------------------
 
 
-class ThrowawayRedis:
-    """A private redis-server on a free port that tests may kill and restart (never the shared one)."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.workdir = workdir
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                shutil.which("redis-server") or "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--daemonize",
-                "no",
-                "--dir",
-                str(self.workdir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis.from_url(self.url)
-        assert wait_for(lambda: self._answers(client), 10), "throwaway redis-server did not start"
-
-    @staticmethod
-    def _answers(client: redis.Redis) -> bool:
-        try:
-            return bool(client.ping())
-        except redis.ConnectionError:
-            return False
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(10)
-            self.proc = None
-
-
 @pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[ThrowawayRedis]:
+def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
     if shutil.which("redis-server") is None:
         raise RuntimeError("redis-server is not installed; the restart tests need it")
-    server = ThrowawayRedis(tmp_path)
+    server = OwnRedis(tmp_path)
     server.start()
     yield server
     server.kill()
 
 
-def test_operations_ride_out_a_redis_restart(own_redis: ThrowawayRedis) -> None:
+def test_operations_ride_out_a_redis_restart(own_redis: OwnRedis) -> None:
     coordinator = RedisCoordinator(own_redis.url, lock_ttl_s=1.5, max_retries=6, socket_timeout=1)
     coordinator.check()
     with coordinator.partition_lock("batch-0009", "run-A") as handle:
@@ -703,7 +657,7 @@ def test_operations_ride_out_a_redis_restart(own_redis: ThrowawayRedis) -> None:
         assert again.is_held(refresh=True)
 
 
-def test_redis_staying_down_raises_coordination_unavailable(own_redis: ThrowawayRedis) -> None:
+def test_redis_staying_down_raises_coordination_unavailable(own_redis: OwnRedis) -> None:
     url = own_redis.url.replace("redis://", "redis://:s3cret@")
     own_redis.kill()
     coordinator = RedisCoordinator(url, max_retries=3, socket_timeout=1, socket_connect_timeout=1)

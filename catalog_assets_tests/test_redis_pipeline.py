@@ -37,7 +37,8 @@ from catalog_assets.resources.store import LocalImageStore, sha256_hex
 from catalog_assets.standin import StandInProcess
 from catalog_assets_tests.conftest import PROJECT, env_without_secrets
 from catalog_assets_tests.dagster_projects import BIN, MODULE, free_port, make_project, tail, wait_for
-from catalog_assets_tests.test_coordination import ThrowawayRedis, max_in_window
+from catalog_assets_tests.resilience_support import OwnRedis
+from catalog_assets_tests.test_coordination import max_in_window
 
 pytestmark = pytest.mark.resilience
 
@@ -514,7 +515,7 @@ def test_redis_down_at_start_fails_naming_redis_url_before_any_call(
 def test_a_redis_restart_mid_run_ends_cleanly_and_the_rerun_pays_nothing_twice(
     project: Project, standin: StandInProcess, tmp_path: Path
 ) -> None:
-    server = ThrowawayRedis(tmp_path)
+    server = OwnRedis(tmp_path)
     server.start()
     try:
         project.env["REDIS_URL"] = server.url

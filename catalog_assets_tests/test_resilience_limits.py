@@ -30,7 +30,8 @@ from catalog_assets.resources.store import LocalImageStore
 from catalog_assets.standin import StandInProcess
 from catalog_assets_tests.conftest import PROJECT
 from catalog_assets_tests.dagster_projects import DagsterProject, make_project, tail, wait_for
-from catalog_assets_tests.test_resilience_secrets import Command, PasswordRedis, materialize, start
+from catalog_assets_tests.resilience_support import OwnRedis
+from catalog_assets_tests.test_resilience_secrets import Command, materialize, start
 
 pytestmark = pytest.mark.resilience
 
@@ -96,8 +97,8 @@ class Project:
 
 
 @pytest.fixture(scope="module")
-def password_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PasswordRedis]:
-    server = PasswordRedis(tmp_path_factory.mktemp("redis"), REDIS_PASSWORD)
+def password_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnRedis]:
+    server = OwnRedis(tmp_path_factory.mktemp("redis"), password=REDIS_PASSWORD)
     server.start()
     yield server
     server.stop()
@@ -117,7 +118,7 @@ def standin(standin_process: StandInProcess) -> StandInProcess:
 
 @pytest.fixture(scope="module")
 def template(
-    tmp_path_factory: pytest.TempPathFactory, password_redis: PasswordRedis, standin_process: StandInProcess
+    tmp_path_factory: pytest.TempPathFactory, password_redis: OwnRedis, standin_process: StandInProcess
 ) -> DagsterProject:
     """`product_catalog` materialized once (4 batches of 30 bundled products), copied for each test."""
     root = tmp_path_factory.mktemp("limits") / "template"

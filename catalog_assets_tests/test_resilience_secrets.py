@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import shutil
 import subprocess
 import uuid
 from collections.abc import Iterable, Iterator
@@ -41,8 +40,8 @@ from catalog_assets_tests.dagster_projects import (
     free_port,
     make_project,
     tail,
-    wait_for,
 )
+from catalog_assets_tests.resilience_support import OwnRedis
 from catalog_assets_tests.s3_fixtures import DUMMY_ACCESS_KEY_ID, REGION, moto_client
 
 pytestmark = pytest.mark.resilience
@@ -101,51 +100,9 @@ def assert_no_leak(where: str, data: bytes | str) -> None:
 # --- services ---------------------------------------------------------------------------------------------
 
 
-class PasswordRedis:
-    """A private redis-server on a free port that requires a password (never the shared 6379 server)."""
-
-    def __init__(self, workdir: Path, password: str) -> None:
-        self.workdir, self.password = workdir, password
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://:{quote(self.password, safe='')}@127.0.0.1:{self.port}/0"
-
-    def client(self) -> redis.Redis:
-        return redis.Redis.from_url(self.url)
-
-    def start(self) -> None:
-        server = shutil.which("redis-server")
-        if server is None:
-            raise RuntimeError("redis-server is not installed (.ci/run installs it)")
-        self.proc = subprocess.Popen(
-            [server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-            + ["--requirepass", self.password, "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = self.client()
-        wait_for(lambda: self._answers(client), timeout=10, interval=0.05, what="redis-server to start")
-
-    @staticmethod
-    def _answers(client: redis.Redis) -> bool:
-        try:
-            return bool(client.ping())
-        except redis.ConnectionError:
-            return False
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(10)
-            self.proc = None
-
-
 @pytest.fixture(scope="module")
-def password_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PasswordRedis]:
-    server = PasswordRedis(tmp_path_factory.mktemp("redis"), REDIS_PASSWORD)
+def password_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnRedis]:
+    server = OwnRedis(tmp_path_factory.mktemp("redis"), password=REDIS_PASSWORD)
     server.start()
     yield server
     server.stop()
@@ -275,7 +232,7 @@ def redis_contents(client: redis.Redis) -> Iterable[tuple[str, bytes]]:
 
 
 def test_a_full_run_with_faults_leaves_no_secret_anywhere(
-    tmp_path: Path, moto_endpoint: str, password_redis: PasswordRedis, standin: StandInProcess
+    tmp_path: Path, moto_endpoint: str, password_redis: OwnRedis, standin: StandInProcess
 ) -> None:
     project = make_project(tmp_path / "project", products=12)
     bucket = f"catalog-secrets-{uuid.uuid4().hex[:10]}"
