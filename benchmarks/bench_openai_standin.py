@@ -16,7 +16,6 @@ for N > 1, or each process paces itself at the whole limit).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import secrets
@@ -37,14 +36,11 @@ from catalog_assets.standin import StandInProcess  # noqa: E402 - after the path
 
 
 def _write_catalog(path: Path, count: int, seed: int) -> Path:
-    spec = importlib.util.spec_from_file_location(
-        "generate_catalog", PROJECT / "scripts" / "generate_catalog.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module.write_catalog(path, count, seed)
+    """A catalog of `count` products from the generator script, run as a user runs it."""
+    script = PROJECT / "scripts" / "generate_catalog.py"
+    command = [sys.executable, str(script), "--count", str(count), "--seed", str(seed), "--out", str(path)]
+    subprocess.run(command, check=True, timeout=300)
+    return path
 
 
 def _partition_durations(home: Path) -> list[float]:
@@ -94,6 +90,7 @@ def _run_in_process(args: argparse.Namespace, catalog: Path, workdir: Path, key:
     from dagster import DagsterInstance, materialize
 
     from catalog_assets.definitions import ALL_ASSETS
+    from catalog_assets.resources.embedder import HashingTextEmbedderResource
     from catalog_assets.resources.local_coordination import LocalCoordinationResource
     from catalog_assets.resources.openai_images import OpenAIImageGeneratorResource
     from catalog_assets.resources.store import LocalImageStoreResource
@@ -105,6 +102,7 @@ def _run_in_process(args: argparse.Namespace, catalog: Path, workdir: Path, key:
         ),
         "store": LocalImageStoreResource(root=str(workdir / "data/store")),
         "coordination": LocalCoordinationResource(lock_dir=str(workdir / "data/state/locks")),
+        "text_embedder": HashingTextEmbedderResource(),
     }
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 

@@ -42,7 +42,10 @@ def _objects(s3, bucket: str, prefix: str) -> dict[str, dict]:
 def _verify(s3, bucket: str, key: str) -> bool:
     obj = s3.get_object(Bucket=bucket, Key=key)
     body = obj["Body"].read()
-    return obj["Metadata"].get("sha256") == hashlib.sha256(body).hexdigest() and obj["ContentType"] == "image/jpeg"
+    return (
+        obj["Metadata"].get("sha256") == hashlib.sha256(body).hexdigest()
+        and obj["ContentType"] == "image/jpeg"
+    )
 
 
 def main() -> None:
@@ -52,8 +55,11 @@ def main() -> None:
     args = parser.parse_args()
     port = _free_port()
     endpoint = f"http://127.0.0.1:{port}"
-    moto = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    moto = subprocess.Popen(
+        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         for _ in range(100):
             try:
@@ -62,10 +68,21 @@ def main() -> None:
             except OSError:
                 time.sleep(0.1)
         env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "REDIS_URL")}
-        env.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench-secret", AWS_DEFAULT_REGION="us-east-1",
-                   AWS_ENDPOINT_URL=endpoint, CATALOG_S3_BUCKET="catalog-bench", CATALOG_S3_PREFIX="demo")
-        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                          aws_access_key_id="bench", aws_secret_access_key="bench-secret")
+        env.update(
+            AWS_ACCESS_KEY_ID="bench",
+            AWS_SECRET_ACCESS_KEY="bench-secret",
+            AWS_DEFAULT_REGION="us-east-1",
+            AWS_ENDPOINT_URL=endpoint,
+            CATALOG_S3_BUCKET="catalog-bench",
+            CATALOG_S3_PREFIX="demo",
+        )
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="bench",
+            aws_secret_access_key="bench-secret",
+        )
         s3.create_bucket(Bucket="catalog-bench")
         with tempfile.TemporaryDirectory(prefix="bench-s3-") as tmp:
             env["DAGSTER_HOME"] = tmp
@@ -73,26 +90,47 @@ def main() -> None:
             for label in ("full run", "rerun"):
                 before = _objects(s3, "catalog-bench", "demo/")
                 t0 = time.perf_counter()
-                proc = subprocess.run([str(BIN / "catalog-images"), "run", "--catalog", args.catalog,
-                                       "--parallel", str(args.parallel)], cwd=tmp, env=env, capture_output=True, text=True)
+                proc = subprocess.run(
+                    [
+                        str(BIN / "catalog-images"),
+                        "run",
+                        "--catalog",
+                        args.catalog,
+                        "--parallel",
+                        str(args.parallel),
+                    ],
+                    cwd=tmp,
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                )
                 walls.append(time.perf_counter() - t0)
                 if proc.returncode != 0:
                     sys.exit(f"{label} failed:\n{proc.stderr[-4000:]}")
                 after = _objects(s3, "catalog-bench", "demo/")
                 media = [k for k in after if k.startswith(("demo/images/", "demo/thumbnails/"))]
-                uploaded = [k for k in media if k not in before or before[k]["LastModified"] != after[k]["LastModified"]
-                            or before[k]["ETag"] != after[k]["ETag"]]
+                uploaded = [
+                    k
+                    for k in media
+                    if k not in before
+                    or before[k]["LastModified"] != after[k]["LastModified"]
+                    or before[k]["ETag"] != after[k]["ETag"]
+                ]
                 print(f"{label}: wall {walls[-1]:.1f}s, image+thumbnail uploads {len(uploaded)}", flush=True)
             images = [k for k in after if k.startswith("demo/images/")]
             thumbs = [k for k in after if k.startswith("demo/thumbnails/")]
             with ThreadPoolExecutor(8) as pool:
                 verified = sum(pool.map(lambda k: _verify(s3, "catalog-bench", k), images + thumbs))
-            linked = json.loads(s3.get_object(Bucket="catalog-bench", Key="demo/catalog/linked_catalog.json")["Body"].read())
+            linked = json.loads(
+                s3.get_object(Bucket="catalog-bench", Key="demo/catalog/linked_catalog.json")["Body"].read()
+            )
             urls = [p["image"]["url"] for p in linked if p["image"].get("url")]
             base = f"{endpoint}/catalog-bench/"
-            dangling = [u for u in urls if not u.startswith(base) or u[len(base):] not in after]
-            print(f"objects: {len(images)} images, {len(thumbs)} thumbnails; sha256 metadata matches bytes for "
-                  f"{verified}/{len(images) + len(thumbs)}; linked catalog: {len(urls)} URLs, {len(dangling)} dangling")
+            dangling = [u for u in urls if not u.startswith(base) or u[len(base) :] not in after]
+            print(
+                f"objects: {len(images)} images, {len(thumbs)} thumbnails; sha256 metadata matches bytes for "
+                f"{verified}/{len(images) + len(thumbs)}; linked catalog: {len(urls)} URLs, {len(dangling)} dangling"
+            )
             print(f"full run {walls[0]:.1f}s, rerun {walls[1]:.1f}s")
     finally:
         moto.terminate()

@@ -1,7 +1,8 @@
 """What a full run would call and cost, from the catalog and the store alone: no API call, no Dagster run.
 
-Per batch: products already stored with the same fingerprint (a run skips them), products to generate, the
-calls and cost that takes. Batches follow the stored assignment, so the plan holds before product_catalog ran.
+Per batch: products already stored with the same fingerprint (a run skips them), products the seed store
+holds with that fingerprint (a run copies them: no call), products to generate, the calls and cost that
+takes. Batches follow the stored assignment, so the plan holds before product_catalog ran.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from catalog_assets import state
 from catalog_assets.catalog import BATCH_SIZE, assign_batches, load_catalog, partition_key, products_by_batch
 from catalog_assets.costs import PRICES_FILE, price_per_image
 from catalog_assets.errors import CatalogError, RunStopped, StoreError
-from catalog_assets.generation import GenerationSettings, image_key
+from catalog_assets.generation import GenerationSettings, seed_copy
+from catalog_assets.outcomes import image_key
 from catalog_assets.prompts import build_prompt, fingerprint
 from catalog_assets.resources.image_api import ImageGenerator
-from catalog_assets.resources.store import ImageStore
+from catalog_assets.resources.store import ImageStore, seed_store
 
 
 @dataclass(frozen=True)
@@ -30,10 +32,11 @@ class BatchPlan:
     stored: int  # stored with the current fingerprint: skipped, no call
     outdated: int  # stored, but made from another prompt/model/size/quality: generated again
     fallback: int  # of `stored`, offline cards (content policy or repeated failures)
+    imported: int = 0  # not stored, but in the seed store with the current fingerprint: copied, no call
 
     @property
     def to_generate(self) -> int:
-        return self.products - self.stored
+        return self.products - self.stored - self.imported
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,13 @@ class RunPlan:
     store: str
     batches: list[BatchPlan] = field(default_factory=list)
     problem: str | None = None  # why a run would stop before any call (e.g. a retired model)
+    seed: str | None = None  # the seed store a run imports from, when there is one
+    batch_price_per_image_usd: float | None = None  # the Batch API's price (CATALOG_GENERATION_MODE=batch)
+    generation_mode: str = "sync"
+
+    @property
+    def imported(self) -> int:
+        return sum(b.imported for b in self.batches)
 
     @property
     def products(self) -> int:
@@ -76,6 +86,14 @@ class RunPlan:
             return None
         return self.price_per_image_usd * self.calls(batch)
 
+    def batch_cost_usd(self, batch: BatchPlan | None = None) -> float | None:
+        """The same images through the Batch API (one line per image, at its discounted price)."""
+        if not self.paid:
+            return 0.0
+        if self.batch_price_per_image_usd is None:
+            return None
+        return self.batch_price_per_image_usd * self.calls(batch)
+
 
 def batches_for(
     products: Sequence[Mapping[str, Any]], previous: Mapping[str, int], batch_size: int = BATCH_SIZE
@@ -91,24 +109,28 @@ def plan_batch(
     store: ImageStore,
     generator: ImageGenerator,
     existing: set[str],
+    seed: ImageStore | None = None,
+    seeded: set[str] | None = None,
 ) -> BatchPlan:
-    """Count what a run of one batch skips and generates, as `BatchProcessor` decides it (by fingerprint)."""
-    count = stored = outdated = fallback = 0
+    """Count what a run of one batch skips, imports and generates, as `BatchProcessor` decides it: by
+    fingerprint, in the store first, then in the seed store (`seeded`: the image keys it lists)."""
+    count = stored = outdated = fallback = imported = 0
     for product in products:
         count += 1
         key = image_key(product["id"])
-        if key not in existing:
-            continue
-        head = store.head(key)
-        if head is None:
-            continue
+        head = store.head(key) if key in existing else None
         fp = fingerprint(build_prompt(product), generator.model, generator.size, generator.quality)
-        if head.metadata.get("fingerprint") == fp:
+        if head is not None and fp in (
+            head.metadata.get("fingerprint"),
+            head.metadata.get("base-fingerprint"),
+        ):
             stored += 1
             fallback += head.metadata.get("source") == "fallback"
-        else:
-            outdated += 1
-    return BatchPlan(partition, count, stored, outdated, fallback)
+            continue
+        outdated += head is not None
+        if seeded and key in seeded and seed_copy(seed, product["id"], fp) is not None:
+            imported += 1
+    return BatchPlan(partition, count, stored, outdated, fallback, imported)
 
 
 def plan_run(
@@ -118,8 +140,11 @@ def plan_run(
     *,
     partitions: Sequence[str] | None = None,
     settings: GenerationSettings | None = None,
+    seed: ImageStore | None = None,
 ) -> RunPlan:
-    """The plan of a full run over `catalog` (or only `partitions`). Raises CatalogError for a bad catalog."""
+    """The plan of a full run over `catalog` (or only `partitions`), importing from `seed` (the store a run
+    would copy matching images from, `seed_store(import_from_dir, store)`). Raises CatalogError for a bad
+    catalog."""
     settings = settings or GenerationSettings()
     loaded = load_catalog(catalog)
     stored_state = store.get_json(state.ASSIGNMENT_KEY, default={}) or {}
@@ -134,6 +159,7 @@ def plan_run(
     except RunStopped as exc:
         problem = exc.message
     existing = {o.key for o in store.list("images/")}  # one listing, then a head only where it helps
+    seeded = {o.key for o in seed.list("images/")} if seed is not None else set()
     return RunPlan(
         catalog=str(catalog),
         rows_read=loaded.rows_read,
@@ -146,8 +172,15 @@ def plan_run(
         images_per_minute=generator.images_per_minute,
         max_calls_per_product=settings.max_calls_per_product,
         store=store.location,
-        batches=[plan_batch(k, v, store, generator, existing) for k, v in sorted(batches.items())],
+        batches=[
+            plan_batch(k, v, store, generator, existing, seed, seeded) for k, v in sorted(batches.items())
+        ],
         problem=problem,
+        seed=seed.location if seed is not None else None,
+        batch_price_per_image_usd=price_per_image(
+            generator.model, generator.quality, generator.size, mode="batch"
+        ),
+        generation_mode=getattr(generator, "generation_mode", "sync"),
     )
 
 
@@ -163,9 +196,12 @@ def format_plan(plan: RunPlan) -> str:
             if plan.price_per_image_usd is not None
             else f"no price estimate in {PRICES_FILE}"
         )
+        if plan.batch_price_per_image_usd is not None:
+            price += f", ${plan.batch_price_per_image_usd:.3f} through the Batch API"
         limit = f"{plan.images_per_minute:g} images/min" if plan.images_per_minute else "no rate limit"
         generator = (
-            f"OpenAI Images API, model {plan.model}, {plan.size}, quality {plan.quality}; {price}; {limit}"
+            f"OpenAI Images API, model {plan.model}, {plan.size}, quality {plan.quality}; {price}; {limit}; "
+            f"mode {plan.generation_mode} (CATALOG_GENERATION_MODE)"
         )
     else:
         generator = f"offline renderer ({plan.model}): no API calls, no cost"
@@ -180,15 +216,19 @@ def format_plan(plan: RunPlan) -> str:
     ]
     if plan.problem:
         lines[1:1] = [f"A run would stop before any call: {plan.problem}"]
-    header = ("batch", "products", "stored", "to generate", "est. calls", "est. cost")
+    copies = plan.imported > 0  # the "to copy" column shows only when a run would import from a seed store
+    header = ("batch", "products", "stored", *(("to copy",) if copies else ()), "to generate", "est. calls")
+    header += ("est. cost",)
 
-    def cells(name: str, products: int, stored: int, batch: BatchPlan | None) -> tuple[str, ...]:
-        to_generate = products - stored
+    def cells(name: str, batch: BatchPlan | None) -> tuple[str, ...]:
+        source = batch or plan
+        copied = (f"{source.imported:,}",) if copies else ()
         calls, cost = plan.calls(batch), _money(plan.cost_usd(batch))
-        return (name, f"{products:,}", f"{stored:,}", f"{to_generate:,}", f"{calls:,}", cost)
+        counts = (f"{source.products:,}", f"{source.stored:,}", *copied, f"{source.to_generate:,}")
+        return (name, *counts, f"{calls:,}", cost)
 
-    rows = [cells(b.partition, b.products, b.stored, b) for b in plan.batches]
-    total = cells("total", plan.products, plan.stored, None)
+    rows = [cells(b.partition, b) for b in plan.batches]
+    total = cells("total", None)
     widths = [max(len(row[i]) for row in (header, *rows, total)) for i in range(len(header))]
 
     def line(cells: Sequence[str]) -> str:
@@ -205,6 +245,10 @@ def format_plan(plan: RunPlan) -> str:
         )
     if fallback:
         lines.append(f"{fallback:,} stored images are offline fallback cards (kept; delete them to retry).")
+    if plan.imported:
+        lines.append(
+            f"{plan.imported:,} images are copied from the seed store {plan.seed} (same fingerprint): no API call."
+        )
     if plan.paid and plan.to_generate:
         most = plan.to_generate * plan.max_calls_per_product
         summary = (
@@ -215,8 +259,14 @@ def format_plan(plan: RunPlan) -> str:
             minutes = math.ceil(plan.to_generate / plan.images_per_minute)
             summary += f", and take at least {minutes:,} min at {plan.images_per_minute:g} images/min"
         lines.append(summary + ".")
+        lines.append(
+            f"Through the Batch API (CATALOG_GENERATION_MODE=batch, done within 24 h): estimated cost "
+            f"{_money(plan.batch_cost_usd())}; synchronously: {_money(plan.cost_usd())}."
+        )
     elif plan.to_generate:
         lines.append(f"A full run would render {plan.to_generate:,} offline product cards.")
+    elif plan.imported:
+        lines.append("Nothing to generate: every product is stored or copied with its current fingerprint.")
     else:
         lines.append("Nothing to generate: every product is stored with its current fingerprint.")
     return "\n".join(lines)
@@ -225,6 +275,7 @@ def format_plan(plan: RunPlan) -> str:
 def dry_run(catalog: str, partitions: Sequence[str] | None = None) -> tuple[str, int]:
     """(text, exit code) for `catalog-images dry-run`, with the resources the environment selects for a run
     (OPENAI_API_KEY, CATALOG_IMAGE_MODEL, CATALOG_S3_BUCKET ...). Exit code 2: a run could not start."""
+    from catalog_assets.assets.images import ProductImagesConfig
     from catalog_assets.definitions import resources_for_environment
 
     resources = resources_for_environment()
@@ -233,11 +284,13 @@ def dry_run(catalog: str, partitions: Sequence[str] | None = None) -> tuple[str,
             resources["image_generator"].process_config_and_initialize_cm() as generator_resource,
             resources["store"].process_config_and_initialize_cm() as store_resource,
         ):
+            store = store_resource.get_client()
             plan = plan_run(
                 Path(catalog),
-                store_resource.get_client(),
+                store,
                 generator_resource.get_client(),
                 partitions=partitions,
+                seed=seed_store(ProductImagesConfig().import_from_dir, store),
             )
     except (CatalogError, StoreError) as exc:
         return f"error: {exc}", 2

@@ -14,7 +14,9 @@ from collections.abc import Iterable, Mapping
 
 
 class ErrorClass(enum.StrEnum):
-    RATE_LIMITED = "rate_limited"  # 429 rate_limit_exceeded: wait, shared pause, retry
+    RATE_LIMITED = (
+        "rate_limited"  # 429 rate_limit_exceeded: wait retry-after (a window 429 pauses everyone), retry
+    )
     QUOTA_EXHAUSTED = "quota_exhausted"  # 429 insufficient_quota: open breaker everywhere, stop the run
     CONTENT_POLICY = (
         "content_policy"  # 400 moderation_blocked / content_policy_violation: refine, then fallback

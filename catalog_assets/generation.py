@@ -1,86 +1,50 @@
 """One product's way through `product_images`, and a batch of them at once.
 
-prompt → already stored with this fingerprint? skip → claim → breaker + shared rate limit → generate →
-classify any error → validate → JPEG + thumbnail → atomic put → outcome. Retries are driven by tenacity
-with the waits the error class asks for; every call is counted on the product's result.
+prompt → already stored with this fingerprint? skip (or import from the seed store) → claim → calls (see
+`call_policy`: budget, first-call gate, breaker, shared rate limit, retries) → validate → JPEG + thumbnail →
+atomic put → outcome (`outcomes.ProductResult`). Only the flow lives here.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import random
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception,
-    retry_if_exception_type,
-    stop_after_attempt,
-    stop_after_delay,
-    wait_exponential_jitter,
-)
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
 
-from catalog_assets import imaging
+from catalog_assets import imaging, variants
+from catalog_assets.call_ledger import CallRecorder
+from catalog_assets.call_policy import Attempt, CallPolicy, RunControl
 from catalog_assets.errors import ErrorClass, ImageAPIError, RunStopped, TransientStoreError
-from catalog_assets.prompts import build_prompt, fingerprint, refine_prompt
-from catalog_assets.resources.coordination import (
-    BreakerOpen,
-    CoordinationUnavailable,
-    Coordinator,
-    LockHandle,
-    LockLost,
-    limit_from_headers,
-)
+from catalog_assets.outcomes import ProductResult, image_key, summarize, thumbnail_key
+from catalog_assets.prompts import build_prompt, fingerprint
+from catalog_assets.resources.coordination import CoordinationUnavailable, Coordinator, LockHandle, LockLost
 from catalog_assets.resources.image_api import ImageGenerator
 from catalog_assets.resources.store import JPEG, ImageStore, StoredObject
+from catalog_assets.retakes import RetakeOrder
 
 logger = logging.getLogger("catalog_assets.generation")
 
-OUTCOMES = ("generated", "refined", "fallback", "failed", "skipped")
-RETRYABLE = {
-    ErrorClass.RATE_LIMITED,
-    ErrorClass.TRANSIENT,
-    ErrorClass.INVALID_IMAGE,
-    ErrorClass.CONTENT_POLICY,
-}
+__all__ = [
+    "BatchProcessor",
+    "GenerationSettings",
+    "ProductResult",
+    "Take",
+    "image_key",
+    "summarize",
+    "thumbnail_key",
+]
 
-# Rate-limit buckets (account key + model) whose calls succeeded lately in this process. Their runs skip the
-# first-call gate, so a worker's next partition does not idle for one latency before using the rate limit.
-# A bad key or an empty quota never gets here (and is dropped when it shows up): those runs still risk one
-# call, and a key revoked mid-run at most one call per worker.
-VERIFIED_FOR_S = 600.0
-_verified: dict[str, float] = {}
-_verified_lock = threading.Lock()
-
-
-def _recently_verified(bucket: str) -> bool:
-    with _verified_lock:
-        return time.monotonic() - _verified.get(bucket, -math.inf) < VERIFIED_FOR_S
-
-
-def _set_verified(bucket: str, ok: bool) -> None:
-    with _verified_lock:
-        if ok:
-            _verified[bucket] = time.monotonic()
-        else:
-            _verified.pop(bucket, None)
-
-
-def image_key(product_id: str) -> str:
-    return f"images/{product_id}.jpg"
-
-
-def thumbnail_key(product_id: str) -> str:
-    return f"thumbnails/{product_id}.jpg"
+#: failures that say nothing about the product (the run stopped, or never got to try it): they neither
+#: count towards `fallback_after_failed_runs` nor reset the count
+NOT_THE_PRODUCTS_FAULT = frozenset({"budget", "quota_exhausted", "configuration", "coordination"})
 
 
 @dataclass(frozen=True)
@@ -95,129 +59,53 @@ class GenerationSettings:
     max_cost_usd: float | None = None
     price_per_image_usd: float = 0.0
     claim_wait_s: float = 180.0
-    #: how long the other workers wait for the first call's verdict: a bad key or an empty quota is refused
-    #: within milliseconds, while an image takes seconds, so a full wait would idle every worker for nothing
-    first_call_gate_s: float = 1.0
     rate_limit_timeout_s: float = 600.0
     breaker_wait_s: float = 120.0
     store_retry_s: float = 120.0  # how long a paid image waits for a failing store before it is given up
+    variants: variants.VariantSpec = field(default_factory=variants.VariantSpec)
 
 
-@dataclass
-class ProductResult:
-    """The outcome of one product in one run; `row()` is what the batch record and manifest keep."""
-
-    product_id: str
-    outcome: str = "failed"
-    source: str | None = None
-    attempts: int = 0  # API calls made for this product in this run
-    error_class: str | None = None
-    message: str | None = None
-    errors: list[str] = field(default_factory=list)  # error class of each failed call, in order
-    key: str | None = None
-    thumbnail_key: str | None = None
-    sha256: str | None = None
-    bytes: int = 0
-    thumbnail_bytes: int = 0
-    width: int | None = None
-    height: int | None = None
-    model: str | None = None
-    prompt_fingerprint: str | None = None
-    generated_at: str | None = None
-    cost_usd: float = 0.0
-    uploaded: bool = False
-    replacing: bool = False  # an image of another prompt fingerprint was in the store and is replaced
-    failed_runs: int = 0  # consecutive runs in which this product ended failed
-
-    def record_stored(
-        self, image: StoredObject, thumb: StoredObject, metadata: Mapping[str, str] | None = None
-    ) -> None:
-        """Outcome `skipped`: the product's image is in the store; its record comes from the object's metadata."""
-        meta = image.metadata if metadata is None else metadata
-        self.outcome, self.source = "skipped", meta.get("source", "generated")
-        self.key, self.thumbnail_key = image.key, thumb.key
-        self.sha256, self.bytes, self.thumbnail_bytes = image.sha256, image.size, thumb.size
-        self.width = int(meta["width"]) if meta.get("width") else None
-        self.height = int(meta["height"]) if meta.get("height") else None
-        self.model, self.generated_at = meta.get("model"), meta.get("generated-at")
-        self.cost_usd = float(meta.get("cost-usd") or 0.0)
-
-    def row(self, prior: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """The record kept for the product; calls and errors accumulate over runs of the same prompt."""
-        row = asdict(self)
-        prior = prior or {}
-        same = prior.get("prompt_fingerprint") == self.prompt_fingerprint
-        prior_calls = int(prior.get("calls_total", prior.get("attempts")) or 0) if same else 0
-        prior_errors = list(prior.get("errors_total", prior.get("errors")) or []) if same else []
-        row["calls_total"] = prior_calls + self.attempts
-        row["errors_total"] = prior_errors + self.errors
-        return row
+def seed_copy(
+    seed_store: ImageStore | None, product_id: str, fp: str
+) -> tuple[StoredObject, StoredObject] | None:
+    """(image, thumbnail) the seed store holds for this product with fingerprint `fp`: importable for free."""
+    if seed_store is None:
+        return None
+    head = seed_store.head(image_key(product_id))
+    thumb = seed_store.head(thumbnail_key(product_id))
+    if head is None or thumb is None or head.metadata.get("fingerprint") != fp:
+        return None
+    return head, thumb
 
 
-class Budget:
-    """Per-run limit on paid images and their estimated cost: reserve before a call, settle after.
+@dataclass(frozen=True)
+class Take:
+    """The prompt and fingerprint one product is made from in a run (`BatchProcessor.take`)."""
 
-    A call that may still fail holds its reservation until it settles; a worker that finds the only room left
-    held that way waits for it rather than stopping the run, so a run stops once the paid images alone reach
-    a limit, and its message is true."""
+    prompt: str
+    fingerprint: str
+    #: the fingerprint of the product's own prompt (equal to `fingerprint` for a first take)
+    base_fingerprint: str
+    #: the retake order this take carries out, if the stored image was rejected
+    order: RetakeOrder | None = None
 
-    def __init__(self, max_images: int | None, max_cost_usd: float | None, price: float) -> None:
-        self.max_images, self.max_cost_usd, self.price = max_images, max_cost_usd, price
-        self.images = 0
-        self.reserved_cost = 0.0
-        self.spent = 0.0
-        self.in_flight = 0
-        self._lock = threading.Lock()
-        self._settled = threading.Condition(self._lock)
+    @property
+    def retakes(self) -> int:
+        return self.order.number if self.order is not None else 0
 
-    def _fits(self) -> bool:
-        if self.max_images is not None and self.images + 1 > self.max_images:
-            return False
-        return (
-            self.max_cost_usd is None
-            or self.spent + self.reserved_cost + self.price <= self.max_cost_usd + 1e-9
-        )
+    @property
+    def exact(self) -> bool:
+        """A retake (or its card) asks for its own fingerprint: a stored retake of the base prompt is not it."""
+        return self.order is not None
 
-    def reserve(self, stopped: threading.Event | None = None) -> None:
-        with self._settled:
-            while not self._fits():
-                if self.in_flight == 0:
-                    if self.max_images is not None and self.images + 1 > self.max_images:
-                        raise RunStopped(
-                            ErrorClass.BUDGET,
-                            f"max_images={self.max_images} reached; stopping before more calls",
-                        )
-                    raise RunStopped(
-                        ErrorClass.BUDGET,
-                        f"max_cost_usd={self.max_cost_usd:.2f} would be exceeded (spent ${self.spent:.3f}, "
-                        f"${self.price:.3f} per image); stopping before more calls",
-                    )
-                if stopped is not None and stopped.is_set():
-                    raise RunStopped(
-                        ErrorClass.BUDGET, "run stopped while waiting for calls in flight to settle"
-                    )
-                self._settled.wait(0.25)
-            self.images += 1
-            self.in_flight += 1
-            self.reserved_cost += self.price
+    @property
+    def card_ordered(self) -> bool:
+        return self.order is not None and self.order.action == "fallback"
 
-    def settle(self, charged: bool) -> None:
-        with self._settled:
-            self.reserved_cost -= self.price
-            self.in_flight -= 1
-            if charged:
-                self.spent += self.price
-            else:
-                self.images -= 1
-            self._settled.notify_all()
-
-
-class _Attempt:
-    """Mutable state of one product's attempts: the current prompt and whether it was refined."""
-
-    def __init__(self, prompt: str) -> None:
-        self.prompt = prompt
-        self.refined = False
+    def describe(self, result: ProductResult) -> None:
+        """The fingerprints and retake count the result (and so the stored image's metadata) carries."""
+        result.prompt_fingerprint, result.base_fingerprint = self.fingerprint, self.base_fingerprint
+        result.retakes = self.retakes
 
 
 class BatchProcessor:
@@ -236,6 +124,7 @@ class BatchProcessor:
         seed_store: ImageStore | None = None,
         on_result: Callable[[ProductResult], None] | None = None,
         sleep: Callable[[float], None] | None = None,
+        recorder: CallRecorder | None = None,
     ) -> None:
         self.generator = generator
         self.fallback = fallback
@@ -246,50 +135,58 @@ class BatchProcessor:
         self.lock = lock
         self.seed_store = seed_store
         self.on_result = on_result
-        self.bucket = generator.rate_limit_bucket()
-        self.budget = Budget(
-            self.settings.max_images, self.settings.max_cost_usd, self.settings.price_per_image_usd
+        self.control = RunControl()
+        self.calls = CallPolicy(
+            generator=generator,
+            coordinator=coordinator,
+            settings=self.settings,
+            control=self.control,
+            sleep=sleep,
+            recorder=recorder,
         )
-        self.expected_size = imaging.parse_size(generator.size)
-        self.stopped: RunStopped | None = None
-        self._stop_event = threading.Event()
-        self._first_call = threading.Lock()  # see _first_call_gate
-        self._first_call_claimed = False
-        self._first_call_done = threading.Event()
-        self._announced_limit: float | None = None
-        self._sleep = sleep or self._interruptible_sleep
+        self._sleep = sleep or self.control.sleep
 
-    # -- run-level control -------------------------------------------------------------------------
+    @property
+    def stopped(self) -> RunStopped | None:
+        """Why the run stopped before every product was tried (quota, key, budget, lost lock), if it did."""
+        return self.control.stopped
+
     def stop(self, exc: RunStopped) -> None:
-        if self.stopped is None:
-            self.stopped = exc
-            logger.error("run stopped: %s", exc.message)
-        self._stop_event.set()
-
-    def _interruptible_sleep(self, seconds: float) -> None:
-        self._stop_event.wait(max(0.0, seconds))
-        self._raise_if_stopped()
-
-    def _raise_if_stopped(self) -> None:
-        if self.stopped is not None:
-            raise self.stopped
+        self.control.stop(exc)
 
     # -- the batch ---------------------------------------------------------------------------------
     def process(
-        self, products: Sequence[Mapping[str, Any]], prior: Mapping[str, Mapping[str, Any]] | None = None
+        self,
+        products: Sequence[Mapping[str, Any]],
+        prior: Mapping[str, Mapping[str, Any]] | None = None,
+        retakes: Mapping[str, RetakeOrder] | None = None,
     ) -> list[ProductResult]:
-        prior = prior or {}
+        """Every product once; `retakes` (by product id) replaces the rejected stored images."""
+        prior, retakes = prior or {}, retakes or {}
         workers = max(1, min(self.generator.concurrency, len(products) or 1))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="product") as pool:
-            futures = [pool.submit(self._process_one, p, prior.get(p["id"], {})) for p in products]
-            results = [f.result() for f in futures]
-        return results
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="product")
+        try:
+            futures = [
+                pool.submit(self._process_one, p, prior.get(p["id"], {}), retakes.get(p["id"]))
+                for p in products
+            ]
+            return [f.result() for f in futures]
+        except BaseException:
+            # Interrupted (SIGTERM, Ctrl-C): products not yet started never start, while calls in flight finish
+            # and their paid images are stored, so the rerun does not pay for them again.
+            self.stop(RunStopped(ErrorClass.TRANSIENT, "run interrupted"))
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        finally:
+            pool.shutdown(wait=True)
 
-    def _process_one(self, product: Mapping[str, Any], prior: Mapping[str, Any]) -> ProductResult:
+    def _process_one(
+        self, product: Mapping[str, Any], prior: Mapping[str, Any], order: RetakeOrder | None = None
+    ) -> ProductResult:
         result = ProductResult(product_id=product["id"])
         try:
-            self._raise_if_stopped()
-            self._run_product(product, prior, result)
+            self.control.raise_if_stopped()
+            self._run_product(product, prior, result, order)
         except RunStopped as exc:
             self.stop(exc)
             result.outcome, result.error_class = "failed", exc.error_class.value
@@ -306,36 +203,74 @@ class BatchProcessor:
             logger.exception("unexpected error for %s", product["id"])
             result.outcome, result.error_class = "failed", "unexpected"
             result.message = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500]
-        if result.outcome == "failed" and result.error_class not in (
-            None,
-            "budget",
-            "quota_exhausted",
-            "configuration",
-        ):
-            result.failed_runs = int(prior.get("failed_runs") or 0) + 1
+        if result.outcome == "failed":
+            prior_failed = int(prior.get("failed_runs") or 0)
+            counted = result.error_class is not None and result.error_class not in NOT_THE_PRODUCTS_FAULT
+            result.failed_runs = prior_failed + 1 if counted else prior_failed
         if self.on_result:
             self.on_result(result)
         return result
 
     def _run_product(
-        self, product: Mapping[str, Any], prior: Mapping[str, Any], result: ProductResult
+        self,
+        product: Mapping[str, Any],
+        prior: Mapping[str, Any],
+        result: ProductResult,
+        order: RetakeOrder | None = None,
     ) -> None:
         pid = product["id"]
-        prompt = build_prompt(product)
-        fp = fingerprint(prompt, self.generator.model, self.generator.size, self.generator.quality)
-        result.prompt_fingerprint = fp
-        if self._skip_if_stored(pid, fp, result):
+        take = self.take(product, order)
+        prompt, fp, exact = take.prompt, take.fingerprint, take.exact
+        take.describe(result)
+        if self._skip_if_stored(pid, fp, result, exact=exact):
             return
-        with self._claim(pid, fp, result) as claimed:
+        with self._claim(pid, fp, result, exact=exact) as claimed:
             if not claimed:
                 return
-            if self._skip_if_stored(pid, fp, result):  # finished by another run while we waited
+            if self._skip_if_stored(pid, fp, result, exact=exact):  # done by another run meanwhile
+                return
+            if take.card_ordered:
+                self.store_ordered_card(product, take, result)
                 return
             self._generate_and_store(product, prompt, fp, prior, result)
 
-    def _skip_if_stored(self, pid: str, fp: str, result: ProductResult) -> bool:
+    def take(self, product: Mapping[str, Any], order: RetakeOrder | None = None) -> Take:
+        """What `product` is made from in this run: its own prompt, or for a rejected image the retake's
+        prompt (own fingerprint) or the card ordered after the last retake. Both modes plan through here."""
+        prompt = build_prompt(product)
+        base = self._fingerprint(prompt)
+        if order is None:
+            return Take(prompt, base, base)
+        if order.action == "retake":
+            retake = order.prompt_for(prompt)
+            return Take(retake, self._fingerprint(retake), base, order)
+        card = self._fingerprint(f"{prompt}\n(fallback card after {order.number} retakes)")
+        return Take(prompt, card, base, order)
+
+    def store_ordered_card(self, product: Mapping[str, Any], take: Take, result: ProductResult) -> None:
+        """The offline card in place of an image still rejected after its last retake (no API call)."""
+        assert take.order is not None
+        result.source = "fallback"
+        result.message = f"image rejected in review ({take.order.by}) after {take.order.number} retakes"
+        self.finish(product, take.prompt, take.fingerprint, None, result)
+
+    def _fingerprint(self, prompt: str) -> str:
+        return fingerprint(prompt, self.generator.model, self.generator.size, self.generator.quality)
+
+    def skip_if_stored(self, pid: str, fp: str, result: ProductResult, exact: bool = False) -> bool:
+        """True (outcome `skipped`) when the product's image with fingerprint `fp` is stored or imported
+        (`exact`: see `_skip_if_stored`; a `Take` says which)."""
+        return self._skip_if_stored(pid, fp, result, exact=exact)
+
+    def _skip_if_stored(self, pid: str, fp: str, result: ProductResult, exact: bool = False) -> bool:
+        """A stored image is current when made from prompt fingerprint `fp`, or, unless `exact` (a retake
+        asks for its own), when it is a retake of the prompt `fp` is the fingerprint of."""
         head = self.store.head(image_key(pid))
-        if head is None or head.metadata.get("fingerprint") != fp:
+        current = head is not None and (
+            head.metadata.get("fingerprint") == fp
+            or (not exact and head.metadata.get("base-fingerprint") == fp)
+        )
+        if head is None or not current:
             result.replacing = head is not None  # an image of another prompt: replaced on purpose
             return self._import_from_seed(pid, fp, result)
         thumb = self.store.head(thumbnail_key(pid))
@@ -348,17 +283,18 @@ class BatchProcessor:
                 metadata={"product-id": pid, "fingerprint": fp},
             ).object
         result.record_stored(head, thumb)
+        result.prompt_fingerprint = head.metadata.get("fingerprint") or fp  # a retake's own
+        variants.for_stored_image(self.store, result, head.metadata, self.settings.variants)
         return True
 
     def _import_from_seed(self, pid: str, fp: str, result: ProductResult) -> bool:
         """Moving stores (e.g. local → S3): an image the seed store already holds for this fingerprint is
         copied, verified by the target's checksum, instead of being generated and paid for again."""
-        if self.seed_store is None:
+        found = seed_copy(self.seed_store, pid, fp)
+        if found is None:
             return False
-        head = self.seed_store.head(image_key(pid))
-        thumb = self.seed_store.head(thumbnail_key(pid))
-        if head is None or thumb is None or head.metadata.get("fingerprint") != fp:
-            return False
+        assert self.seed_store is not None
+        head, thumb = found
         t = self.store.put(
             thumb.key, self.seed_store.get(thumb.key), content_type=JPEG, metadata=thumb.metadata
         )
@@ -370,12 +306,15 @@ class BatchProcessor:
             create_only=not result.replacing,
         )
         result.record_stored(put.object, t.object, put.object.metadata or head.metadata)
+        variants.for_stored_image(
+            self.store, result, put.object.metadata or head.metadata, self.settings.variants
+        )
         result.message, result.uploaded = f"imported from {self.seed_store.location}", put.uploaded
         return True
 
     # -- claims --------------------------------------------------------------------------------------
     @contextmanager
-    def _claim(self, pid: str, fp: str, result: ProductResult) -> Iterator[bool]:
+    def _claim(self, pid: str, fp: str, result: ProductResult, exact: bool = False) -> Iterator[bool]:
         """Hold the product's claim while generating; if another run holds it, wait for its image."""
         deadline = time.monotonic() + self.settings.claim_wait_s
         while True:
@@ -383,7 +322,7 @@ class BatchProcessor:
                 if handle is not None:
                     yield True
                     return
-            if self._skip_if_stored(pid, fp, result):
+            if self._skip_if_stored(pid, fp, result, exact=exact):
                 yield False
                 return
             if time.monotonic() > deadline:
@@ -392,28 +331,6 @@ class BatchProcessor:
                 yield False
                 return
             self._sleep(0.5 + random.random() * 0.5)
-
-    @contextmanager
-    def _first_call_gate(self) -> Iterator[None]:
-        """The first paid call of a run goes alone: a bad key or an empty quota costs one call, not N.
-
-        The other workers wait for its verdict, at most `first_call_gate_s` (refusals come back at once; a
-        call still running is generating an image). No lock is held while they call, or the workers that
-        queued behind the first call would go one at a time. A key that answered lately goes ungated."""
-        if not self.generator.paid or self._first_call_done.is_set() or _recently_verified(self.bucket):
-            yield
-            return
-        with self._first_call:
-            leader, self._first_call_claimed = not self._first_call_claimed, True
-        if not leader:
-            self._first_call_done.wait(self.settings.first_call_gate_s)
-            self._raise_if_stopped()  # the first call stopped the run (bad key, no quota)
-            yield
-            return
-        try:
-            yield
-        finally:
-            self._first_call_done.set()
 
     # -- generation ----------------------------------------------------------------------------------
     def _generate_and_store(
@@ -424,11 +341,10 @@ class BatchProcessor:
         prior: Mapping[str, Any],
         result: ProductResult,
     ) -> None:
-        pid = product["id"]
-        state = _Attempt(prompt)
+        state = Attempt(prompt)
         image = None
         try:
-            image = self._call_with_retries(product, state, result)
+            image = self.calls.call_with_retries(product, state, result)
             result.source = "refined" if state.refined else "generated"
         except ImageAPIError as exc:
             result.error_class, result.message = exc.error_class.value, exc.message[:500]
@@ -440,6 +356,14 @@ class BatchProcessor:
             else:
                 result.outcome = "failed"
                 return
+        self.finish(product, prompt, fp, image, result)
+
+    def finish(
+        self, product: Mapping[str, Any], prompt: str, fp: str, image: Any, result: ProductResult
+    ) -> None:
+        """Store `image` (or, for `result.source == "fallback"`, the offline card) as the product's outcome;
+        the Batch API's ingest ends each product here too, so both modes store alike."""
+        pid = product["id"]
         if result.source == "fallback":
             generated = self.fallback.generate(product_id=pid, prompt=prompt, attempt=0, product=product)
             image = generated.image if generated.image is not None else imaging.decode_image(generated.data)
@@ -453,154 +377,6 @@ class BatchProcessor:
             reraise=True,
         )(self._store, pid, fp, image, result, replacing=result.replacing)
         result.outcome = result.source
-
-    def _call_with_retries(self, product: Mapping[str, Any], state: _Attempt, result: ProductResult):
-        s = self.settings
-
-        def retryable(exc: BaseException) -> bool:
-            if not isinstance(exc, ImageAPIError) or exc.error_class not in RETRYABLE:
-                return False
-            if exc.error_class is ErrorClass.CONTENT_POLICY:
-                return getattr(exc, "refine_next", False)
-            return True
-
-        def wait(retry_state: RetryCallState) -> float:
-            exc = retry_state.outcome.exception() if retry_state.outcome else None
-            if isinstance(exc, ImageAPIError) and exc.error_class is ErrorClass.RATE_LIMITED:
-                return random.uniform(0.0, 0.25)  # the shared pause already holds every worker back
-            if isinstance(exc, ImageAPIError) and exc.error_class is ErrorClass.CONTENT_POLICY:
-                return 0.0
-            n = retry_state.attempt_number
-            return min(s.backoff_max_s, s.backoff_base_s * 2 ** (n - 1)) * random.uniform(0.5, 1.0)
-
-        retrying = Retrying(
-            retry=retry_if_exception(retryable),
-            stop=stop_after_attempt(s.max_calls_per_product),
-            wait=wait,
-            sleep=self._sleep,
-            reraise=True,
-        )
-        return retrying(self._one_call, product, state, result)
-
-    def _one_call(self, product: Mapping[str, Any], state: _Attempt, result: ProductResult):
-        """Exactly one call to the generator, with breaker, budget and shared rate limit around it."""
-        self._raise_if_stopped()
-        self._wait_for_breaker()
-        if self.generator.paid:
-            try:
-                self.budget.reserve(self._stop_event)
-            except RunStopped:
-                self._raise_if_stopped()  # stopped meanwhile for another reason: that reason is the message
-                raise
-        charged = False
-        try:
-            with self._first_call_gate():
-                # The slot is booked after the gate: slots booked while waiting for the first call would
-                # all go out together when it answers, a burst the API's per-second bucket refuses.
-                self._wait_for_slot()
-                self._raise_if_stopped()
-                result.attempts += 1
-                try:
-                    generated = self.generator.generate(
-                        product_id=product["id"],
-                        prompt=state.prompt,
-                        attempt=result.attempts,
-                        product=product,
-                    )
-                except ImageAPIError as exc:
-                    if exc.error_class in (ErrorClass.CONTENT_POLICY, ErrorClass.BAD_REQUEST):
-                        self.coordinator.breaker_success(self.bucket)  # the API answered: it is up
-                    # No answer at all (timeout, dropped connection): the API may still have made, and billed,
-                    # the image, so the budget counts it as spent.
-                    charged = exc.error_class is ErrorClass.TRANSIENT and exc.status_code is None
-                    result.errors.append(exc.error_class.value)
-                    self._learn_limit(exc.headers)
-                    self._react(exc, state, product)  # stops the run before the gate lets others call
-                    raise
-            charged = True
-            _set_verified(self.bucket, True)
-            result.model = generated.model
-            self._learn_limit(generated.headers)
-            try:
-                image = (
-                    generated.image if generated.image is not None else imaging.decode_image(generated.data)
-                )
-                imaging.check_image(image, self.expected_size)
-            except imaging.InvalidImage as exc:
-                self.coordinator.breaker_success(self.bucket)  # the API answered: it is up
-                result.errors.append(ErrorClass.INVALID_IMAGE.value)
-                raise ImageAPIError(ErrorClass.INVALID_IMAGE, str(exc)) from None
-            self.coordinator.breaker_success(self.bucket)
-            return image
-        finally:
-            if self.generator.paid:
-                self.budget.settle(charged)
-
-    def _learn_limit(self, headers: Mapping[str, str]) -> None:
-        """Tell the shared limiter the limit the API announces: it paces by the lower of that and the
-        configured `images_per_minute`, so a too-high setting costs a few 429s, not a stream of them."""
-        if not self.generator.images_per_minute or not headers:
-            return
-        limit = limit_from_headers(headers)
-        if limit is not None and limit != self._announced_limit:
-            self._announced_limit = limit  # one report per change, not one per image
-            self.coordinator.learn_limit(self.bucket, limit)
-
-    def _react(self, exc: ImageAPIError, state: _Attempt, product: Mapping[str, Any]) -> None:
-        """What an error class means for the run, the shared state and the next attempt."""
-        cls = exc.error_class
-        if cls is ErrorClass.RATE_LIMITED:
-            pause = exc.retry_after_s if exc.retry_after_s is not None else 1.0
-            self.coordinator.pause(self.bucket, pause)
-        elif cls is ErrorClass.QUOTA_EXHAUSTED:
-            _set_verified(self.bucket, False)
-            stop = RunStopped(
-                cls, f"API quota exhausted (insufficient_quota): {exc.message}; check the account's billing"
-            )
-            # Stop before the breaker opens: a worker that saw it open first would stop the run less clearly.
-            self.stop(stop)
-            self.coordinator.breaker_failure(self.bucket, fatal=True, reason="insufficient_quota")
-            raise stop
-        elif cls is ErrorClass.CONFIGURATION:
-            _set_verified(self.bucket, False)
-            self.stop(RunStopped(cls, exc.message))
-            raise self.stopped  # type: ignore[misc]
-        elif cls is ErrorClass.TRANSIENT:
-            self.coordinator.breaker_failure(self.bucket, reason=exc.message[:200])
-        elif cls is ErrorClass.CONTENT_POLICY and not state.refined:
-            state.refined = True
-            state.prompt = refine_prompt(product)
-            exc.refine_next = True  # type: ignore[attr-defined]
-
-    def _wait_for_slot(self) -> None:
-        """The shared rate limit's next slot, then the breaker once more: a slot booked seconds ahead must
-        not carry a call into a breaker that opened meanwhile (its cool-down is waited out, a slot rebooked)."""
-        if not self.generator.images_per_minute:
-            return
-        while True:
-            self.coordinator.acquire(
-                self.bucket, self.generator.images_per_minute, self.settings.rate_limit_timeout_s
-            )
-            try:
-                self.coordinator.breaker_allow(self.bucket)
-                return
-            except BreakerOpen:
-                self._wait_for_breaker()
-
-    def _wait_for_breaker(self) -> None:
-        deadline = time.monotonic() + self.settings.breaker_wait_s
-        while True:
-            try:
-                self.coordinator.breaker_allow(self.bucket)
-                return
-            except BreakerOpen as exc:
-                if "quota" in exc.reason:
-                    raise RunStopped(
-                        ErrorClass.QUOTA_EXHAUSTED, f"API quota exhausted: {exc}; check the account's billing"
-                    ) from None
-                if time.monotonic() + min(exc.retry_in_s, 1.0) > deadline:
-                    raise ImageAPIError(ErrorClass.TRANSIENT, str(exc)) from None
-                self._sleep(min(max(exc.retry_in_s, 0.05), 1.0))
 
     # -- storing -------------------------------------------------------------------------------------
     def _store(self, pid: str, fp: str, image, result: ProductResult, replacing: bool = True) -> None:
@@ -619,6 +395,8 @@ class BatchProcessor:
             "width": str(image.width),
             "height": str(image.height),
             "cost-usd": f"{cost:.4f}",
+            "base-fingerprint": result.base_fingerprint or fp,
+            "retakes": str(result.retakes),
         }
         # A run that lost its partition lock (expired while paused, Redis restarted) makes no more calls, but
         # an image it already paid for is still kept: written create-only, so it never replaces an object
@@ -628,6 +406,10 @@ class BatchProcessor:
             self.stop(
                 RunStopped(ErrorClass.COORDINATION, "lost the lock (expired or taken over); stopping calls")
             )
+        result.variants, figures = variants.for_new_image(
+            self.store, pid, fp, image, s.variants, create_only=lost
+        )
+        result.figures, metadata = figures.columns(), {**metadata, **variants.new_image_metadata(figures)}
         # thumbnail first: an image present in the store always has its thumbnail
         t = self.store.put(
             thumbnail_key(pid),
@@ -647,15 +429,3 @@ class BatchProcessor:
         )
         result.width, result.height = image.width, image.height
         result.generated_at, result.cost_usd, result.uploaded = now, cost, put.uploaded
-
-
-def summarize(results: Sequence[ProductResult]) -> dict[str, Any]:
-    counts = {o: 0 for o in OUTCOMES}
-    errors: dict[str, int] = {}
-    for r in results:
-        counts[r.outcome] = counts.get(r.outcome, 0) + 1
-        for e in r.errors:
-            errors[e] = errors.get(e, 0) + 1
-        if r.outcome == "failed" and r.error_class and not r.errors:
-            errors[r.error_class] = errors.get(r.error_class, 0) + 1
-    return {"counts": counts, "errors": errors}

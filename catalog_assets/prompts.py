@@ -41,16 +41,31 @@ def clean(text: Any, limit: int) -> str:
     return value
 
 
+def canonical(value: Any) -> Any:
+    """`value` with every mapping's keys in sorted order (lists keep theirs), so that text made from it never
+    depends on the order a file or a parser happened to give its keys."""
+    if isinstance(value, Mapping):
+        return {k: canonical(value[k]) for k in sorted(value, key=str)}
+    if isinstance(value, list | tuple):
+        return [canonical(v) for v in value]
+    return value
+
+
 def _attributes(product: Mapping[str, Any], limit: int = 4) -> list[str]:
+    """The first `limit` attributes in a canonical order: the well-known keys first (in `_ATTRIBUTE_KEYS`
+    order), then the others sorted by key, each value with its own keys sorted. The catalog's key order is
+    never used, so a run (which reads the key-sorted batch file) and a dry run (which reads the catalog
+    file) build the same prompt; for key-sorted input the order is the one prompts always had."""
     attrs = product.get("attributes") or {}
     if not isinstance(attrs, Mapping):
         return []
+    others = sorted((k for k in attrs if k not in _ATTRIBUTE_KEYS), key=str)
     ordered = [k for k in _ATTRIBUTE_KEYS if k in attrs] + [
-        k for k in attrs if k not in _ATTRIBUTE_KEYS and str(k).lower() not in _SKIP_ATTRIBUTE_KEYS
+        k for k in others if str(k).lower() not in _SKIP_ATTRIBUTE_KEYS
     ]
     parts = []
     for key in ordered[:limit]:
-        value = clean(attrs[key], 40)
+        value = clean(canonical(attrs[key]), 40)
         if value:
             parts.append(f"{clean(key, 20).replace('_', ' ')}: {value}")
     return parts

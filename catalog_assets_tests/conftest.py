@@ -1,4 +1,5 @@
-"""Shared fixtures: a small catalog, an isolated store and Dagster instance, and a way to materialize."""
+"""Shared fixtures: the sample catalog, an isolated store and Dagster instance, a way to materialize, and the
+Redis server on loopback."""
 
 from __future__ import annotations
 
@@ -9,21 +10,52 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
+import redis
 from dagster import DagsterInstance, materialize
 from pydantic import Field
 
-from catalog_assets.definitions import ALL_ASSETS
+from catalog_assets.checks import ALL_CHECKS
+from catalog_assets.definitions import ALL_ASSETS, search_resources_for_environment
 from catalog_assets.errors import ErrorClass, ImageAPIError
 from catalog_assets.resources.image_api import GeneratedImage, ImageGeneratorResource
 from catalog_assets.resources.local_coordination import LocalCoordinationResource
 from catalog_assets.resources.offline import OfflineCardGenerator
 from catalog_assets.resources.store import LocalImageStore, LocalImageStoreResource
 
-pytest_plugins = ["catalog_assets_tests.s3_fixtures"]
+pytest_plugins = ["catalog_assets_tests.s3_fixtures", "catalog_assets_tests.pg_support"]
 
 PROJECT = Path(__file__).resolve().parents[1]
-SHARED_DATA = PROJECT.parent / "shared" / "data"
-SAMPLE_CATALOG = SHARED_DATA / "seed_catalog_sample.json"
+#: 72 products in the real catalog's schema and with its quirks: names cut short ("School Supplie", "Women'"),
+#: inch marks in attribute values, brands that do not fit the category, timestamps with microseconds.
+SAMPLE_CATALOG = Path(__file__).resolve().parent / "fixtures" / "sample_catalog.json"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+#: The test files that take longest, longest first (`make test` prints the slowest tests; re-rank when these
+#: change). Run first, on two workers, they overlap the many short files instead of one of them ending the
+#: run alone on one worker while the other idles. Every other file keeps its collection order.
+LONGEST_FIRST = (
+    "test_resilience_crash.py",
+    "test_cli_commands.py",
+    "test_runner_stop.py",
+    "test_topology.py",
+    "test_web_ui.py",
+    "test_resilience_faults.py",
+    "test_image_query.py",
+    "test_batch_runner.py",
+    "test_first_call_gate.py",
+    "test_redis_pipeline.py",
+    "test_review_loop.py",
+    "test_checks.py",
+    "test_pool_claims.py",
+    "test_s3_store.py",
+    "test_resilience_limits.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: in-file order is kept
+
 
 # Renders per product id, across every generator built in this process (tests run materialize in-process).
 RENDERS: Counter[str] = Counter()
@@ -55,7 +87,18 @@ class CountingGeneratorResource(ImageGeneratorResource):
 
 @pytest.fixture
 def sample_products() -> list[dict]:
-    return json.loads(SAMPLE_CATALOG.read_text())
+    return json.loads(SAMPLE_CATALOG.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="session")
+def shared_redis() -> redis.Redis:
+    """The Redis server on loopback; tests key it under their own prefix (see `support.delete_prefix`)."""
+    client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+    try:
+        client.ping()
+    except redis.ConnectionError as exc:
+        raise RuntimeError(f"these tests need Redis on {REDIS_URL} (.ci/run starts one): {exc}") from exc
+    return client
 
 
 @pytest.fixture
@@ -86,6 +129,7 @@ class Pipeline:
             "image_generator": self.generator,
             "store": LocalImageStoreResource(root=str(self.store_dir)),
             "coordination": LocalCoordinationResource(lock_dir=str(self.root / "locks")),
+            **search_resources_for_environment({}),
         }
 
     def catalog(self, path: Path, batch_size: int = 100):
@@ -103,12 +147,14 @@ class Pipeline:
         return sorted(self.instance.get_dynamic_partitions("product_batches"))
 
     def _run(self, selection, partition, run_config):
+        # with the checks, as the definitions run them: linked_catalog publishes only after they passed
         return materialize(
-            ALL_ASSETS,
+            [*ALL_ASSETS, *ALL_CHECKS],
             selection=selection,
             partition_key=partition,
             instance=self.instance,
-            resources=self.resources(),
+            # the embedded reviewer and embedder unless a test's resources name others
+            resources={**search_resources_for_environment({}), **self.resources()},
             run_config=run_config,
             raise_on_error=False,
         )

@@ -8,6 +8,8 @@ from multiprocessing.synchronize import Event
 from pathlib import Path
 from typing import Any
 
+import redis
+
 from catalog_assets.resources.coordination import BreakerOpen, Coordinator
 from catalog_assets.resources.local_coordination import LocalCoordinator
 from catalog_assets.resources.redis_coordination import RedisCoordinator
@@ -74,9 +76,17 @@ def claim(spec: dict[str, Any], product_id: str, owner: str) -> bool:
 
 
 def grant_times(
-    spec: dict[str, Any], bucket: str, per_minute: float, start_at: float, end_at: float
+    spec: dict[str, Any],
+    bucket: str,
+    per_minute: float,
+    start_at: float,
+    end_at: float,
+    *,
+    booked: bool = False,
 ) -> list[float]:
-    """Acquire in a loop between two wall-clock instants; return when each request was let through."""
+    """Acquire in a loop between two wall-clock instants; return when each request was let through, or with
+    `booked` the slot each was booked for: what the limiter decided, not when a process the machine kept
+    waiting got round to noting it."""
     coordinator = make(spec)
     sleep_until(start_at)
     granted: list[float] = []
@@ -85,8 +95,15 @@ def grant_times(
             coordinator.acquire(bucket, per_minute, timeout_s=left)
         except TimeoutError:
             break
-        granted.append(time.time())
+        granted.append(coordinator.booked_slot(bucket) if booked else time.time())
     return granted
+
+
+def booked_slots(
+    spec: dict[str, Any], bucket: str, per_minute: float, start_at: float, end_at: float
+) -> list[float]:
+    """`grant_times` with `booked`: a picklable target for worker processes."""
+    return grant_times(spec, bucket, per_minute, start_at, end_at, booked=True)
 
 
 def report_failure(spec: dict[str, Any], bucket: str, reason: str, fatal: bool = False) -> None:
@@ -124,3 +141,32 @@ def probe_race(spec: dict[str, Any], bucket: str, start_at: float, outcome: str)
     else:
         coordinator.breaker_failure(bucket, reason="probe got a 500")
     return {"allowed": True, "decided_at": decided_at, "reported_at": reported_at}
+
+
+def hammer_claims(
+    spec: dict[str, Any],
+    products: list[str],
+    owner: str,
+    rounds: int,
+    counter: dict[str, str],
+    start_at: float,
+) -> dict[str, int]:
+    """Claim and release `products` in turn as fast as possible; count the claims taken, refused, and taken
+    while a shared Redis counter says another process held the same product (an overlap: never allowed)."""
+    coordinator = make(spec)
+    client = redis.Redis.from_url(counter["url"])
+    seen = {"taken": 0, "refused": 0, "overlaps": 0}
+    sleep_until(start_at)
+    for turn in range(rounds):
+        product = products[turn % len(products)]
+        with coordinator.claim_product(product, owner) as handle:
+            if handle is None:
+                seen["refused"] += 1
+                continue
+            key = f"{counter['prefix']}:holders:{product}"
+            if client.incr(key) > 1:
+                seen["overlaps"] += 1
+            time.sleep(0.0002)  # hold it a moment, as generation would, so a second holder would be seen
+            client.decr(key)
+            seen["taken"] += 1
+    return seen

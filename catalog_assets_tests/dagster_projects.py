@@ -86,6 +86,17 @@ class DagsterProject:
         path = self.root / f"{log_name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
+    def copy_to(self, root: Path, env: dict[str, str] | None = None) -> DagsterProject:
+        """An independent copy of the project — catalog, store and instance — under `root`, with `env` on top
+        of this project's environment. Only a project with no process running is copied (SQLite files of a
+        live instance could be caught mid-write)."""
+        assert not self.background, "stop the project's processes before copying it"
+        shutil.copytree(self.root, root, symlinks=True)
+        home = root / self.home.relative_to(self.root)
+        return DagsterProject(
+            root=root, home=home, env={**self.env, "DAGSTER_HOME": str(home), **(env or {})}
+        )
+
     def stop_all(self) -> None:
         for proc in reversed(self.background):
             stop_process_group(proc)

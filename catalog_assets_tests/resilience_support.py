@@ -9,15 +9,14 @@
 - `OwnRedis`: a private redis-server on a free port that a test may kill and restart.
 - `CliRun` / `start_cli`: `dagster asset materialize` in its own process group, killed as a whole.
 - `BucketView` with `assert_store_intact` and `assert_published_consistent`: what the bucket holds, read
-  behind the pipeline's back (straight from moto), checked against the invariants of shared/DESIGN.md.
+  behind the pipeline's back (straight from moto), checked against the store's invariants: nothing partial,
+  nothing corrupt, nothing dangling.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
-import http.client
 import io
 import json
 import math
@@ -26,17 +25,16 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, unquote
 
 import pyarrow.parquet as pq
+import pytest
 import redis
 from PIL import Image
 
@@ -48,6 +46,9 @@ from catalog_assets_tests.s3_fixtures import (
     DUMMY_ACCESS_KEY_ID,
     DUMMY_SECRET_ACCESS_KEY,
     REGION,
+    ForwardingProxy,
+    ProxyHandler,
+    matches_checksums,
     moto_client,
 )
 
@@ -66,6 +67,7 @@ __all__ = [
     "Hold",
     "HoldingStandIn",
     "OwnRedis",
+    "own_redis_fixture",
     "Stage",
     "assert_published_consistent",
     "assert_store_intact",
@@ -246,11 +248,10 @@ class Exchange:
     fate: str = "open"  # open | forwarded | held | dropped | injected-error | failed-upstream
 
 
-class FaultProxy:
+class FaultProxy(ForwardingProxy):
     """A loopback proxy in front of moto's S3 server, for holds and fault windows (see `Hold`)."""
 
     def __init__(self, upstream: str) -> None:
-        self.upstream = urlsplit(upstream)
         self.exchanges: list[Exchange] = []
         self._holds: list[Hold] = []
         self._error: tuple[int, str] | None = None
@@ -259,103 +260,60 @@ class FaultProxy:
         self._slow_until = 0.0
         self.errors_answered = 0
         self.responses_delayed = 0
-        self._lock = threading.Lock()
-        proxy = self
+        super().__init__(upstream)
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"  # answers botocore's `Expect: 100-continue` at once
+    def serve(self, handler: ProxyHandler) -> None:
+        path = handler.path.partition("?")[0]
+        exchange = Exchange(handler.command, path, time.monotonic())
+        with self._lock:
+            self.exchanges.append(exchange)
+            hold = self._match_hold(handler.command, path)
+        try:
+            self._serve(handler, exchange, hold)
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+            handler.close_connection = True  # the client died (killed) while we talked to it
+        finally:
+            if exchange.fate == "open":
+                exchange.fate = "failed-upstream"
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-                pass
+    def _serve(self, handler: ProxyHandler, exchange: Exchange, hold: Hold | None) -> None:
+        length = int(handler.headers.get("Content-Length") or 0)
+        if hold is not None and hold.stage == "headers":
+            return self._hold(handler, exchange, hold)
+        if hold is not None and hold.stage == "partial":
+            handler.rfile.read(length // 2)
+            return self._hold(handler, exchange, hold)
+        body = handler.rfile.read(length)
+        if len(body) < length:
+            # The client died mid-body: S3 stores nothing it did not receive in full.
+            exchange.fate, handler.close_connection = "dropped", True
+            return None
+        if hold is not None and hold.stage == "body":
+            return self._hold(handler, exchange, hold)
+        if handler.command == "PUT" and not matches_checksums(handler.headers, body):
+            exchange.status, exchange.fate = 400, "injected-error"
+            return handler.reply_error(400, "BadDigest", _injected(400))
+        error, delay = self._fault_now()
+        if error is not None:
+            exchange.status, exchange.fate = error[0], "injected-error"
+            return handler.reply_error(error[0], error[1], _injected(error[0]))
+        status, headers, data, length_header = handler.forward(body)
+        if hold is not None and hold.stage == "response":
+            exchange.status = status  # what S3 did; the client never hears it
+            return self._hold(handler, exchange, hold)
+        if delay:
+            # A slow S3: the answer comes late (the request is already done upstream).
+            time.sleep(delay)
+        exchange.status, exchange.fate = status, "forwarded"
+        return handler.reply(status, headers, data, length_header)
 
-            def _handle(self) -> None:
-                path = self.path.partition("?")[0]
-                exchange = Exchange(self.command, path, time.monotonic())
-                with proxy._lock:
-                    proxy.exchanges.append(exchange)
-                    hold = proxy._match_hold(self.command, path)
-                try:
-                    self._serve(exchange, hold)
-                except (BrokenPipeError, ConnectionResetError, TimeoutError):
-                    self.close_connection = True  # the client died (killed) while we talked to it
-                finally:
-                    if exchange.fate == "open":
-                        exchange.fate = "failed-upstream"
-
-            def _serve(self, exchange: Exchange, hold: Hold | None) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                if hold is not None and hold.stage == "headers":
-                    return self._hold(exchange, hold)
-                if hold is not None and hold.stage == "partial":
-                    self.rfile.read(length // 2)
-                    return self._hold(exchange, hold)
-                body = self.rfile.read(length)
-                if len(body) < length:
-                    # The client died mid-body: S3 stores nothing it did not receive in full.
-                    exchange.fate, self.close_connection = "dropped", True
-                    return
-                if hold is not None and hold.stage == "body":
-                    return self._hold(exchange, hold)
-                if self.command == "PUT" and not _body_matches_checksum(self.headers, body):
-                    exchange.status, exchange.fate = 400, "injected-error"
-                    return self._reply(400, {"Content-Type": "application/xml"}, _error_xml(400, "BadDigest"))
-                error, delay = proxy._fault_now()
-                if error is not None:
-                    exchange.status, exchange.fate = error[0], "injected-error"
-                    return self._reply(error[0], {"Content-Type": "application/xml"}, _error_xml(*error))
-                status, headers, data, length_header = self._forward(body)
-                if hold is not None and hold.stage == "response":
-                    exchange.status = status  # what S3 did; the client never hears it
-                    return self._hold(exchange, hold)
-                if delay:
-                    # A slow S3: the answer comes late (the request is already done upstream).
-                    time.sleep(delay)
-                exchange.status, exchange.fate = status, "forwarded"
-                self._reply(status, headers, data, length_header)
-
-            def _forward(self, body: bytes) -> tuple[int, dict[str, str], bytes, str | None]:
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("expect", "connection")}
-                upstream = http.client.HTTPConnection(
-                    proxy.upstream.hostname, proxy.upstream.port, timeout=30
-                )
-                try:
-                    upstream.request(self.command, self.path, body=body, headers=headers)
-                    response = upstream.getresponse()
-                    data = response.read()
-                    reply_headers = {
-                        k: v
-                        for k, v in response.getheaders()
-                        if k.lower() not in ("transfer-encoding", "connection", "content-length")
-                    }
-                    length = response.getheader("Content-Length") if self.command == "HEAD" else None
-                    return response.status, reply_headers, data, length
-                finally:
-                    upstream.close()
-
-            def _hold(self, exchange: Exchange, hold: Hold) -> None:
-                exchange.fate = "held"
-                hold.path = exchange.path
-                hold.arrived.set()
-                hold.released.wait(300)
-                self.close_connection = True  # dropped without an answer: the client is gone by now
-
-            def _reply(
-                self, status: int, headers: dict[str, str], data: bytes, length: str | None = None
-            ) -> None:
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", length if length is not None else str(len(data)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(data)
-
-            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
-
-        self._server = _ProxyServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
-        self._thread.start()
-        self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
+    @staticmethod
+    def _hold(handler: ProxyHandler, exchange: Exchange, hold: Hold) -> None:
+        exchange.fate = "held"
+        hold.path = exchange.path
+        hold.arrived.set()
+        hold.released.wait(300)
+        handler.close_connection = True  # dropped without an answer: the client is gone by now
 
     # -- arming -----------------------------------------------------------------------------------------
 
@@ -414,31 +372,11 @@ class FaultProxy:
 
     def close(self) -> None:
         self.release()
-        self._server.shutdown()
-        self._server.server_close()
+        super().close()
 
 
-class _ProxyServer(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 256  # two runs' worth of concurrent uploads at once
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A killed client resets its connections: expected here, not worth a traceback on stderr.
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-
-def _body_matches_checksum(headers: Any, body: bytes) -> bool:
-    """S3's rule, which moto does not apply: a PUT whose body differs from its declared sha256 is refused."""
-    declared = headers.get("x-amz-checksum-sha256")
-    return not declared or base64.b64encode(hashlib.sha256(body).digest()).decode() == declared
-
-
-def _error_xml(status: int, code: str) -> bytes:
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?>\n'
-        f"<Error><Code>{code}</Code><Message>injected by the test proxy ({status})</Message></Error>"
-    ).encode()
+def _injected(status: int) -> str:
+    return f"injected by the test proxy ({status})"
 
 
 # --- the stand-in, holding calls on cue ---------------------------------------------------------------
@@ -454,9 +392,13 @@ class HoldingStandInApp(StandInApp):
         self._gate = threading.Event()
         self._gate.set()
         self._stage: str | None = None
+        self._let_through = 0
         self.held = 0
 
-    def hold(self, stage: Literal["before", "after"]) -> None:
+    def hold(self, stage: Literal["before", "after"], *, let_through: int = 0) -> None:
+        """`let_through`: the next N generation calls pass unheld (e.g. the first call of a key, which the
+        other workers wait for)."""
+        self._let_through = let_through
         self._stage = stage
         self._gate.clear()
 
@@ -465,7 +407,10 @@ class HoldingStandInApp(StandInApp):
         self._gate.set()
 
     def _generate(self, config, stats, headers, raw, request_id, call_key):  # type: ignore[no-untyped-def]
-        stage = self._stage
+        with self.lock:
+            stage = self._stage
+            if stage and self._let_through > 0:
+                self._let_through, stage = self._let_through - 1, None
         if stage == "before":
             self._wait_at_gate()
         answer = super()._generate(config, stats, headers, raw, request_id, call_key)
@@ -492,6 +437,14 @@ class HoldingStandIn(StandInServer):
     def __init__(self, config: StandInConfig | None = None) -> None:
         super().__init__(config)
         self.app = HoldingStandInApp(self.app.config)
+
+    def __enter__(self) -> HoldingStandIn:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.app.release()  # held calls end, so the server's threads can stop
+        self.stop()
 
 
 def calls_by_product(stats: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
@@ -552,6 +505,13 @@ class OwnRedis:
         except redis.ConnectionError:
             return False
 
+    def __enter__(self) -> OwnRedis:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
+
     def kill(self) -> None:
         if self.proc is not None:
             self.proc.kill()
@@ -566,6 +526,20 @@ class OwnRedis:
         time.sleep(down_s)  # the length of the outage is the fault itself, not a wait for a condition
         self.start()
         self.restarts += 1
+
+
+def own_redis_fixture(password: str | None = None) -> Callable[..., Any]:
+    """A module-scoped fixture: a private `OwnRedis` (requiring `password` when given) for one module's tests.
+    In a test module: `password_redis = own_redis_fixture(REDIS_PASSWORD)`."""
+
+    @pytest.fixture(scope="module")
+    def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnRedis]:
+        server = OwnRedis(tmp_path_factory.mktemp("redis"), password=password)
+        server.start()
+        yield server
+        server.stop()
+
+    return own_redis
 
 
 # --- what the bucket holds --------------------------------------------------------------------------------

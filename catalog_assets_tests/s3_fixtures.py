@@ -1,5 +1,6 @@
 """Fixtures for tests over real HTTP against moto's S3 server: the server, AWS env vars pointing at it, a fresh
-bucket, IAM-enforcing mode, and a loopback proxy that counts requests and can corrupt a body in transit.
+bucket, IAM-enforcing mode, and a loopback proxy that counts requests and can corrupt a body in transit
+(`S3Proxy`; its base `ForwardingProxy` also serves the resilience suite's `FaultProxy`).
 
 Fixture names: moto_endpoint (session), aws_env, s3_bucket, s3_proxy. Register the module in conftest.py with
 `pytest_plugins = ["catalog_assets_tests.s3_fixtures"]`, or import the `*_fixture` functions into a test module.
@@ -12,6 +13,7 @@ import hashlib
 import http.client
 import json
 import logging
+import sys
 import threading
 import urllib.request
 import uuid
@@ -123,7 +125,87 @@ class ProxiedRequest:
     headers: dict[str, str]  # lower-case names
 
 
-class S3Proxy:
+class ProxyHandler(BaseHTTPRequestHandler):
+    """One request at a `ForwardingProxy`: what becomes of it is the proxy's `serve`; this class reads,
+    forwards and answers."""
+
+    protocol_version = "HTTP/1.1"  # answers botocore's `Expect: 100-continue` at once
+    proxy: ForwardingProxy  # set on the per-proxy subclass
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        pass
+
+    def _dispatch(self) -> None:
+        self.proxy.serve(self)
+
+    do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _dispatch
+
+    def forward(self, body: bytes) -> tuple[int, dict[str, str], bytes, str | None]:
+        """Send this request with `body` to moto; its (status, headers, body, Content-Length of a HEAD)."""
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("expect", "connection")}
+        upstream = http.client.HTTPConnection(
+            self.proxy.upstream.hostname, self.proxy.upstream.port, timeout=30
+        )
+        try:
+            upstream.request(self.command, self.path, body=body, headers=headers)
+            response = upstream.getresponse()
+            data = response.read()
+            reply_headers = {
+                k: v
+                for k, v in response.getheaders()
+                if k.lower() not in ("transfer-encoding", "connection", "content-length")
+            }
+            length = response.getheader("Content-Length") if self.command == "HEAD" else None
+            return response.status, reply_headers, data, length
+        finally:
+            upstream.close()
+
+    def reply(self, status: int, headers: dict[str, str], data: bytes, length: str | None = None) -> None:
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", length if length is not None else str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def reply_error(self, status: int, code: str, message: str) -> None:
+        """An S3 error document, as S3 answers, without forwarding anything."""
+        self.reply(status, {"Content-Type": "application/xml"}, _error_xml(code, message))
+
+
+class _ProxyServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256  # two runs' worth of concurrent uploads at once
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A killed client resets its connections: expected here, not worth a traceback on stderr.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
+class ForwardingProxy:
+    """A loopback HTTP proxy in front of moto's S3 server, serving on its own thread. Subclasses decide in
+    `serve` what becomes of each request: forwarded (`handler.forward`), answered with an error, held..."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = urlsplit(upstream)
+        self._lock = threading.Lock()
+        handler = type(f"{type(self).__name__}Handler", (ProxyHandler,), {"proxy": self})
+        self._server = _ProxyServer(("127.0.0.1", 0), handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
+        self._thread.start()
+        self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def serve(self, handler: ProxyHandler) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class S3Proxy(ForwardingProxy):
     """A loopback HTTP proxy in front of moto. It records every request, and on demand flips one byte of
     the next PUT body in transit.
 
@@ -133,83 +215,36 @@ class S3Proxy:
     """
 
     def __init__(self, upstream: str) -> None:
-        self.upstream = urlsplit(upstream)
         self.requests: list[ProxiedRequest] = []
         self.corrupt_next_put = False
         #: called with each request before it is forwarded, e.g. to let another writer win a race
         self.on_request: Callable[[ProxiedRequest], None] | None = None
         #: (status, S3 error code) answers given instead of forwarding, one per request, e.g. (503, "SlowDown")
         self.errors_to_answer: list[tuple[int, str]] = []
-        self._lock = threading.Lock()
-        proxy = self
+        super().__init__(upstream)
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"  # answers botocore's `Expect: 100-continue` at once
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-                pass
-
-            def _forward(self) -> None:
-                path, _, query = self.path.partition("?")
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                request = ProxiedRequest(
-                    self.command, path, query, {k.lower(): v for k, v in self.headers.items()}
-                )
-                with proxy._lock:
-                    proxy.requests.append(request)
-                    corrupt = self.command == "PUT" and proxy.corrupt_next_put and bool(body)
-                    if corrupt:
-                        proxy.corrupt_next_put = False
-                    error = proxy.errors_to_answer.pop(0) if proxy.errors_to_answer else None
-                if error is not None:
-                    self._reply(
-                        error[0], {"Content-Type": "application/xml"}, _error_xml(error[1], "injected")
-                    )
-                    return
-                if corrupt:
-                    body = bytes([body[0] ^ 0xFF]) + body[1:]
-                if self.command == "PUT" and not _matches_checksums(self.headers, body):
-                    message = "The SHA256 you specified did not match the calculated checksum."
-                    self._reply(400, {"Content-Type": "application/xml"}, _error_xml("BadDigest", message))
-                    return
-                if proxy.on_request is not None:
-                    proxy.on_request(request)
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("expect", "connection")}
-                upstream = http.client.HTTPConnection(
-                    proxy.upstream.hostname, proxy.upstream.port, timeout=30
-                )
-                try:
-                    upstream.request(self.command, self.path, body=body, headers=headers)
-                    response = upstream.getresponse()
-                    data = response.read()
-                    reply_headers = {
-                        k: v
-                        for k, v in response.getheaders()
-                        if k.lower() not in ("transfer-encoding", "connection", "content-length")
-                    }
-                    length = response.getheader("Content-Length") if self.command == "HEAD" else None
-                    self._reply(response.status, reply_headers, data, length)
-                finally:
-                    upstream.close()
-
-            def _reply(
-                self, status: int, headers: dict[str, str], data: bytes, length: str | None = None
-            ) -> None:
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", length if length is not None else str(len(data)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(data)
-
-            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
-        self._thread.start()
-        self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
+    def serve(self, handler: ProxyHandler) -> None:
+        path, _, query = handler.path.partition("?")
+        body = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
+        request = ProxiedRequest(
+            handler.command, path, query, {k.lower(): v for k, v in handler.headers.items()}
+        )
+        with self._lock:
+            self.requests.append(request)
+            corrupt = handler.command == "PUT" and self.corrupt_next_put and bool(body)
+            if corrupt:
+                self.corrupt_next_put = False
+            error = self.errors_to_answer.pop(0) if self.errors_to_answer else None
+        if error is not None:
+            return handler.reply_error(error[0], error[1], "injected")
+        if corrupt:
+            body = bytes([body[0] ^ 0xFF]) + body[1:]
+        if handler.command == "PUT" and not matches_checksums(handler.headers, body):
+            message = "The SHA256 you specified did not match the calculated checksum."
+            return handler.reply_error(400, "BadDigest", message)
+        if self.on_request is not None:
+            self.on_request(request)
+        handler.reply(*handler.forward(body))
 
     def count(self, method: str, *, query_contains: str = "") -> int:
         return len(self.matching(method, query_contains=query_contains))
@@ -222,10 +257,6 @@ class S3Proxy:
         with self._lock:
             self.requests.clear()
 
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
 
 def _error_xml(code: str, message: str) -> bytes:
     return (
@@ -233,7 +264,9 @@ def _error_xml(code: str, message: str) -> bytes:
     ).encode()
 
 
-def _matches_checksums(headers, body: bytes) -> bool:
+def matches_checksums(headers: Any, body: bytes) -> bool:
+    """S3's rule, which moto does not apply: a PUT whose body differs from its declared sha256 (or MD5) is
+    refused."""
     sha256 = headers.get("x-amz-checksum-sha256")
     if sha256 and base64.b64encode(hashlib.sha256(body).digest()).decode() != sha256:
         return False

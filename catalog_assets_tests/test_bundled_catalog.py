@@ -1,41 +1,27 @@
-"""The bundled catalog, data/catalog.json: reproducible from its generator script, in the real sample's schema."""
+"""The bundled catalog, data/catalog.json: reproducible from its generator script, in the real catalog's schema."""
 
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import re
 import subprocess
 import sys
 from collections import Counter
 from datetime import datetime
-from functools import cache
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pandas as pd
 import pytest
 
-PROJECT_ROOT = Path(__file__).parents[1]
-CATALOG = PROJECT_ROOT / "data" / "catalog.json"
-SCRIPT = PROJECT_ROOT / "scripts" / "generate_catalog.py"
-SAMPLE = PROJECT_ROOT / ".." / "shared" / "data" / "seed_catalog_sample.json"
+from catalog_assets_tests.conftest import PROJECT, SAMPLE_CATALOG
+from catalog_assets_tests.support import CATALOG_SCRIPT, catalog_generator
+
+CATALOG = PROJECT / "data" / "catalog.json"
 
 STOCK_STATUS = re.compile(r"In Stock|Out of Stock|Back Order|Low Stock \(Only \d+ left\)")
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}")
-
-
-@cache
-def generator() -> ModuleType:
-    """scripts/generate_catalog.py as a module (scripts/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("generate_catalog", SCRIPT)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -45,14 +31,12 @@ def catalog() -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def sample() -> list[dict[str, Any]]:
-    assert SAMPLE.is_file(), (
-        f"the real catalog sample is test data kept in ../shared/data: {SAMPLE} is missing"
-    )
-    return json.loads(SAMPLE.read_text(encoding="utf-8"))
+    """The test fixture in the real catalog's schema (its key order, types and image object)."""
+    return json.loads(SAMPLE_CATALOG.read_text(encoding="utf-8"))
 
 
 def run_script(*args: str) -> None:
-    subprocess.run([sys.executable, str(SCRIPT), *args], cwd=PROJECT_ROOT, check=True, timeout=120)
+    subprocess.run([sys.executable, str(CATALOG_SCRIPT), *args], cwd=PROJECT, check=True, timeout=120)
 
 
 def test_bundled_catalog_is_exactly_what_the_script_generates(tmp_path: Path) -> None:
@@ -136,14 +120,14 @@ def test_demo_kinds_are_plentiful(catalog: list[dict[str, Any]], kind: str, matc
 
 
 def test_a_smaller_catalog_is_a_prefix_and_the_seed_matters(catalog: list[dict[str, Any]]) -> None:
-    gen = generator()
+    gen = catalog_generator()
     assert list(gen.generate_products(100)) == catalog[:100]
     assert list(gen.generate_products(20, seed=1)) != list(gen.generate_products(20, seed=2))
 
 
 @pytest.mark.parametrize("count", [0, 1, 250])
 def test_json_writer_matches_json_dumps(tmp_path: Path, count: int) -> None:
-    gen = generator()
+    gen = catalog_generator()
     out = tmp_path / "catalog.json"
     gen.write_catalog(out, count=count, seed=7, fmt="json")
     expected = json.dumps(list(gen.generate_products(count, seed=7)), indent=2, ensure_ascii=False) + "\n"
@@ -160,7 +144,7 @@ def test_fast_dump_falls_back_to_json_dumps_for_other_shapes() -> None:
         "empty": {},
         "é": "ü",
     }
-    assert generator().dumps_indented(odd) == json.dumps(odd, indent=2, ensure_ascii=False)
+    assert catalog_generator().dumps_indented(odd) == json.dumps(odd, indent=2, ensure_ascii=False)
 
 
 def _read(path: Path, fmt: str) -> list[dict[str, Any]]:
@@ -186,4 +170,4 @@ def _read(path: Path, fmt: str) -> list[dict[str, Any]]:
 def test_other_formats_round_trip_the_same_rows(tmp_path: Path, fmt: str) -> None:
     out = tmp_path / f"catalog.{fmt}"
     run_script("--count", "300", "--seed", "11", "--out", str(out))  # the format comes from the suffix
-    assert _read(out, fmt) == list(generator().generate_products(300, seed=11))
+    assert _read(out, fmt) == list(catalog_generator().generate_products(300, seed=11))

@@ -20,13 +20,30 @@ from catalog_assets.catalog import (
     to_csv_text,
 )
 from catalog_assets.errors import CatalogError
-
-SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "seed_catalog_sample.json"
+from catalog_assets_tests.conftest import SAMPLE_CATALOG
 
 
 @pytest.fixture(scope="module")
 def sample() -> list[dict]:
-    return json.loads(SAMPLE.read_text())
+    return json.loads(SAMPLE_CATALOG.read_text(encoding="utf-8"))
+
+
+def test_the_sample_carries_the_real_catalogs_quirks(sample):
+    """What the loader must survive, as the real catalog has it: the tests below load this file."""
+    names = [p["name"] for p in sample]
+    assert {"School Supplie", "Women'", "Men'", "Exercise & Fitnes"} <= set(names)  # a trailing "s" cut off
+    assert "Men'" in {p["subcategory"] for p in sample}
+    assert sum('"' in value for p in sample for value in p["attributes"].values()) >= 10  # 27" and 22" x 18"
+    brands = {p["category"]: set() for p in sample}
+    for p in sample:
+        brands[p["category"]].add(p["brand"])
+    assert "Kellogg's" in brands["Automotive"] and "Purina" in brands["Sports & Outdoors"]
+    assert all(
+        p["image"] == {"url": f"data/images/product_{p['id'][5:]}.jpg", "alt_text": f"Image of {p['name']}"}
+        for p in sample
+    )
+    assert all(len(p["created_at"]) == len(p["updated_at"]) == 26 for p in sample)  # ISO with microseconds
+    assert [p["id"] for p in sample] == [f"PROD-{n:06d}" for n in range(1, len(sample) + 1)]
 
 
 def _write(path: Path, rows: list, fmt: str) -> Path:
@@ -48,18 +65,22 @@ def _write(path: Path, rows: list, fmt: str) -> Path:
 
 
 @pytest.mark.parametrize("fmt", ["json", "jsonl", "csv", "parquet"])
-def test_every_format_loads_the_real_sample(tmp_path, sample, fmt):
+def test_every_format_loads_the_sample(tmp_path, sample, fmt):
     path = _write(tmp_path / f"catalog.{fmt}", sample, fmt)
     loaded = load_catalog(path)
-    assert loaded.rows_read == len(sample) == 87
+    assert loaded.rows_read == len(sample) == 72
     assert loaded.quarantined == []
     assert [p["id"] for p in loaded.products] == [p["id"] for p in sample]
     first = loaded.products[0]
-    assert first["name"] == "Premium Laundry Detergent"
-    assert first["price"] == 19.99
-    assert first["attributes"]["scent"] == "Fresh Linen"
+    assert first["name"] == "Ultra Stain Remover Laundry Pods"
+    assert first["price"] == 17.49
+    assert first["attributes"]["scent"] == "Spring Meadow"
     # inch marks and odd names of the real catalog survive every format
     assert {p["name"] for p in loaded.products} == {p["name"] for p in sample}
+    by_id = {p["id"]: p for p in loaded.products}
+    assert by_id["PROD-000004"]["attributes"]["screen_size"] == '27"'
+    assert by_id["PROD-000007"]["attributes"]["dimensions"] == '22" x 18" x 24"'
+    assert by_id["PROD-000005"]["name"] == "Women'" and by_id["PROD-000005"]["subcategory"] == "Women's"
 
 
 def _good(pid: str, **over) -> dict:

@@ -11,25 +11,27 @@ from dagster import AssetCheckSeverity, AssetSelection, materialize
 from PIL import Image
 
 from catalog_assets import imaging
+from catalog_assets.cards import render_product_card
 from catalog_assets.checks import (
     ALL_CHECKS,
     BATCH_FAILURE_RATE,
     CONTENT_POLICY_RATE,
     FALLBACK_RATE,
+    IMAGE_FIGURES,
     IMAGE_VALIDITY,
     LINKED_URLS_RESOLVE,
+    LINKED_VECTORS,
     MANIFEST_MATCHES_STORE,
     NEAR_DUPLICATE_IMAGES,
     OVERALL_FAILURE_RATE,
     QUARANTINE_RATE,
-    CheckThresholds,
-    InvalidImage,
-    inspect_image,
-    near_duplicate_pairs,
-    outcome_figures,
+    REVIEW_REJECTION_RATE,
     stored_image_checks,
 )
+from catalog_assets.checks.outcome_rates import outcome_figures
+from catalog_assets.checks.thresholds import CheckThresholds
 from catalog_assets.definitions import ALL_ASSETS, defs
+from catalog_assets.imaging import InvalidImage, inspect_image, near_duplicate_pairs
 from catalog_assets_tests.check_support import (
     assert_failed,
     catalog,
@@ -52,6 +54,8 @@ MANIFEST_CHECKS = {
     IMAGE_VALIDITY,
     NEAR_DUPLICATE_IMAGES,
     MANIFEST_MATCHES_STORE,
+    IMAGE_FIGURES,
+    REVIEW_REJECTION_RATE,
 }
 BLOCKING = {IMAGE_VALIDITY, NEAR_DUPLICATE_IMAGES, MANIFEST_MATCHES_STORE}
 
@@ -63,10 +67,12 @@ def published(pipeline: Pipeline, sample_products) -> Pipeline:
     result = publish(pipeline)
     assert result.success
     checks = checks_by_name(result)
-    assert set(checks) == MANIFEST_CHECKS | {LINKED_URLS_RESOLVE}
+    assert set(checks) == MANIFEST_CHECKS | {LINKED_URLS_RESOLVE, LINKED_VECTORS}
     assert all(c.passed for c in checks.values()), {
         n: c.description for n, c in checks.items() if not c.passed
     }
+    # offline cards are placeholders: image_figures records their figures but does not judge them
+    assert checks[IMAGE_FIGURES].metadata["offline_cards_not_judged"].value > 0
     return pipeline
 
 
@@ -102,12 +108,15 @@ def test_clean_run_passes_every_check_with_explained_figures(published: Pipeline
 
 def test_definitions_register_the_checks_and_blocking_ones_gate_the_linked_catalog() -> None:
     specs = {spec.name: spec for checks in ALL_CHECKS for spec in checks.check_specs}
-    assert set(specs) == MANIFEST_CHECKS | {LINKED_URLS_RESOLVE, QUARANTINE_RATE}
+    assert set(specs) == MANIFEST_CHECKS | {LINKED_URLS_RESOLVE, LINKED_VECTORS, QUARANTINE_RATE}
     assert {name for name, spec in specs.items() if spec.blocking} == BLOCKING
     assert {specs[n].asset_key.to_user_string() for n in BLOCKING} == {"image_manifest"}
+    # the checks name their assets by key: each key must be one of the assets
+    assert {spec.asset_key for spec in specs.values()} <= {key for a in ALL_ASSETS for key in a.keys}
     publish_job = defs.resolve_job_def("publish_job")
     selected = {key.name for key in publish_job.asset_layer.asset_graph.asset_check_keys}
-    assert selected >= BLOCKING | {LINKED_URLS_RESOLVE}  # the publish path runs them, so they can block
+    # the publish path runs them, so they can block
+    assert selected >= BLOCKING | {LINKED_URLS_RESOLVE, LINKED_VECTORS}
 
 
 # -- catalog quarantine ------------------------------------------------------------------------------------
@@ -265,6 +274,32 @@ def test_objects_deleted_after_publishing_fail_consistency_and_linked_urls(publi
     assert "PROD-000010" in linked.metadata["dangling"].value
 
 
+def test_a_url_naming_another_products_existing_image_fails_linked_urls(published: Pipeline) -> None:
+    """Two products' image entries swapped in the linked catalog (URL, key and sha256 together, as a mix-up of
+    manifest rows would write them): every URL resolves to an existing object, but to the other product's."""
+    linked = json.loads(published.store.get("catalog/linked_catalog.json"))
+    by_id = {p["id"]: p for p in linked}
+    by_id["PROD-000004"]["image"], by_id["PROD-000009"]["image"] = (
+        by_id["PROD-000009"]["image"],
+        by_id["PROD-000004"]["image"],
+    )
+    published.store.put_json("catalog/linked_catalog.json", linked)
+    result = materialize(
+        [*ALL_ASSETS, *ALL_CHECKS],
+        selection=AssetSelection.checks_for_assets("linked_catalog"),
+        instance=published.instance,
+        resources=published.resources(),
+        raise_on_error=False,
+    )
+    check = checks_by_name(result)[LINKED_URLS_RESOLVE]
+    assert_failed(check, AssetCheckSeverity.ERROR, "dangling_urls", "dangling")
+    assert check.metadata["dangling_urls"].value == 2
+    assert check.metadata["image_urls"].value == 25
+    table = check.metadata["dangling"].value
+    assert "names images/PROD-000009.jpg instead of images/PROD-000004.jpg" in table
+    assert "names images/PROD-000004.jpg instead of images/PROD-000009.jpg" in table
+
+
 def test_a_missing_manifest_fails_the_image_checks(pipeline: Pipeline) -> None:
     result = materialize(
         [*ALL_ASSETS, *ALL_CHECKS],
@@ -277,12 +312,19 @@ def test_a_missing_manifest_fails_the_image_checks(pipeline: Pipeline) -> None:
     assert set(checks) == BLOCKING and not any(c.passed for c in checks.values())
 
 
-def test_a_bad_threshold_setting_names_the_variable(published: Pipeline, monkeypatch) -> None:
+def test_a_bad_threshold_setting_fails_every_check_naming_the_variable(
+    published: Pipeline, monkeypatch
+) -> None:
+    linked_before = published.store.get("catalog/linked_catalog.json")
     monkeypatch.setenv("CATALOG_CHECK_MAX_FALLBACK_RATE", "lots")
     result = publish(published)
-    assert not result.success
-    messages = [e.step_failure_data.error.message for e in result.all_events if e.is_step_failure]
-    assert any("CATALOG_CHECK_MAX_FALLBACK_RATE='lots' is not a number" in m for m in messages)
+    checks = checks_by_name(result)
+    assert set(checks) == MANIFEST_CHECKS  # each reported; linked_catalog and its check never ran
+    for name, evaluation in checks.items():
+        assert_failed(evaluation, AssetCheckSeverity.ERROR, "threshold_setting")
+        assert "CATALOG_CHECK_MAX_FALLBACK_RATE='lots' is not a number" in evaluation.description, name
+        assert evaluation.metadata["threshold_setting"].value == "CATALOG_CHECK_MAX_FALLBACK_RATE"
+    _not_published(result, published, linked_before)
 
 
 # -- pure helpers ------------------------------------------------------------------------------------------
@@ -330,15 +372,15 @@ def test_near_duplicate_pairs_match_brute_force(n: int, max_bits: int) -> None:
 
 
 def test_inspect_image_reads_size_flatness_and_hash(sample_products) -> None:
-    card = imaging.encode_jpeg(imaging.render_product_card(sample_products[0]))
+    card = imaging.encode_jpeg(render_product_card(sample_products[0]))
     facts = inspect_image(card)
     assert (facts.width, facts.height) == (1024, 1024) and facts.stddev > 4
     # the reduced decode hashes like a full one: a re-encoded copy is close, another product's card is not
     assert imaging.hamming(facts.dhash, inspect_image(reencoded(card)).dhash) <= 16
-    other = inspect_image(imaging.encode_jpeg(imaging.render_product_card(sample_products[1])))
+    other = inspect_image(imaging.encode_jpeg(render_product_card(sample_products[1])))
     assert imaging.hamming(facts.dhash, other.dhash) > 16
     png = io.BytesIO()
-    imaging.render_product_card(sample_products[0], size=640).save(png, format="PNG")
+    render_product_card(sample_products[0], size=640).save(png, format="PNG")
     assert (inspect_image(png.getvalue()).width, inspect_image(png.getvalue()).height) == (640, 640)
 
 
@@ -353,7 +395,7 @@ def test_inspect_image_reads_size_flatness_and_hash(sample_products) -> None:
 )
 def test_inspect_image_refuses_what_is_no_picture(data, message, sample_products) -> None:
     if data == "truncated":
-        card = imaging.encode_jpeg(imaging.render_product_card(sample_products[0]))
+        card = imaging.encode_jpeg(render_product_card(sample_products[0]))
         data = card[: len(card) * 2 // 3]
     with pytest.raises(InvalidImage, match=message):
         inspect_image(data)

@@ -169,7 +169,11 @@ def test_retry_failed_reruns_exactly_the_failed_batches(tmp_path, standin):
     )
     _ok(project.materialize_catalog(batch_size=10))
     standin.configure(faults={"server_error": 1.0})
-    one_call = {"ops": {"product_images": {"config": {"max_calls_per_product": 1, "backoff_base_s": 0}}}}
+    # one call per product, and no breaker: its cool-downs would only make the batch slower to fail
+    one_call = {
+        "ops": {"product_images": {"config": {"max_calls_per_product": 1, "backoff_base_s": 0}}},
+        "resources": {"coordination": {"config": {"breaker_failure_threshold": 1000}}},
+    }
     failing = project.materialize("product_images", partition="batch-0000", config=one_call)
     assert failing.returncode != 0
     standin.configure(faults={})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import json
 import logging
 import multiprocessing
 import os
@@ -18,8 +19,11 @@ import signal
 import socket
 import threading
 import time
+import tomllib
 import uuid
 from collections.abc import Callable, Iterator
+from fnmatch import fnmatch
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +35,7 @@ from catalog_assets.resources.coordination import (
     BREAKER_EVENTS_KEPT,
     BreakerOpen,
     CoordinationUnavailable,
+    CoordinatorSettings,
     LockLost,
     LockTimeout,
     limit_from_headers,
@@ -41,9 +46,15 @@ from catalog_assets.resources.local_coordination import (
     LocalCoordinator,
     lock_file_name,
 )
-from catalog_assets.resources.redis_coordination import RedisCoordinationResource, RedisCoordinator
+from catalog_assets.resources.redis_coordination import (
+    SCRIPTS,
+    RedisCoordinationResource,
+    RedisCoordinator,
+    lua_source,
+)
 from catalog_assets_tests import coordination_workers as wk
 from catalog_assets_tests.resilience_support import OwnRedis
+from catalog_assets_tests.support import delete_prefix
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 BUCKET = "OpenAIImageGenerator:gpt-image-2:3f9a0c"  # as the generator names it: a hash, never the key
@@ -66,23 +77,11 @@ def mp() -> multiprocessing.context.BaseContext:
     return ctx
 
 
-@pytest.fixture(scope="session")
-def shared_redis() -> redis.Redis:
-    client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
-    try:
-        client.ping()
-    except redis.ConnectionError as exc:
-        raise RuntimeError(f"these tests need Redis on {REDIS_URL} (.ci/run starts one): {exc}") from exc
-    return client
-
-
 @pytest.fixture
 def prefix(shared_redis: redis.Redis) -> Iterator[str]:
     name = f"test-coordination-{uuid.uuid4().hex[:12]}"
     yield name
-    keys = list(shared_redis.scan_iter(match=f"{name}:*", count=1000))
-    if keys:
-        shared_redis.delete(*keys)
+    delete_prefix(shared_redis, name)
 
 
 @pytest.fixture(params=["redis", "local"])
@@ -104,7 +103,7 @@ def spec_builder(backend: str, prefix: str, tmp_path: Path) -> Callable[..., Spe
             **overrides,
         }
         cls = RedisCoordinator if backend == "redis" else LocalCoordinator
-        accepted = inspect.signature(cls).parameters
+        accepted = {*inspect.signature(cls).parameters, *CoordinatorSettings.__annotations__}
         options = {k: v for k, v in options.items() if k in accepted}
         if backend == "redis":
             return {"backend": "redis", "url": REDIS_URL, **options}
@@ -261,6 +260,18 @@ def test_limit_from_headers(headers: dict[str, str], limit: float | None) -> Non
     assert limit_from_headers(headers) == limit
 
 
+def test_lua_scripts_are_package_files_a_wheel_ships() -> None:
+    folder = files("catalog_assets.resources") / "lua"
+    on_disk = {p.name for p in folder.iterdir() if p.name.endswith(".lua")}
+    assert on_disk == {
+        f"{part}.lua" for parts in SCRIPTS.values() for part in parts
+    }  # none missing or unused
+    assert all("redis.call" in lua_source(name) for name in SCRIPTS)
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text(encoding="utf-8"))
+    package_data = pyproject["tool"]["setuptools"]["package-data"]["catalog_assets"]
+    assert all(any(fnmatch(f"resources/lua/{name}", g) for g in package_data) for name in on_disk)
+
+
 # --- locks ----------------------------------------------------------------------------------------------
 
 
@@ -349,10 +360,62 @@ def test_product_claims_never_wait_and_are_exclusive(
             ) as again:  # even our own run: one claim at a time
                 assert again is None
             assert time.monotonic() - started < 5
+            if backend == "local":  # the claim's file, whatever the id, lies inside the lock directory
+                files = list(tmp_path.rglob("*.lock"))
+                lock_dir = (tmp_path / "locks").resolve()
+                assert len(files) == 1 and files[0].resolve().is_relative_to(lock_dir)
         assert run_parallel(mp, [(wk.claim, (spec, product, "run-B"))]) == [True]
+
+
+def test_released_file_locks_leave_no_files_behind(
+    mp: multiprocessing.context.BaseContext, tmp_path: Path
+) -> None:
+    spec = spec_builder("local", "unused", tmp_path)()
+    coordinator = wk.make(spec)
+    coordinator.check()
+    for number in range(300):
+        with coordinator.claim_product(f"PROD-{number:06d}", "run-A") as handle:
+            assert handle is not None and handle.is_held()
+    with coordinator.partition_lock("batch-0011", "run-A"):
+        pass
+    assert run_parallel(mp, [(wk.claim, (spec, f"PROD-{n:06d}", "run-B")) for n in range(3)]) == [True] * 3
+    lock_dir = tmp_path / "locks"
+    assert sorted(p.name for p in lock_dir.rglob("*") if p.is_file()) == []
+    assert coordinator.lock_holder("batch-0011") is None  # as with Redis: nobody holds it now
+
+
+def test_a_killed_holders_lock_file_is_taken_over_and_names_the_new_holder(tmp_path: Path) -> None:
+    coordinator = LocalCoordinator(tmp_path / "locks")
+    coordinator.check()
+    leftover = tmp_path / "locks" / "partitions" / lock_file_name("batch-0012")
+    leftover.write_text(json.dumps({"owner": "run-killed-" + "x" * 200, "by": "host:1", "since": 0.0}))
+    assert (coordinator.lock_holder("batch-0012") or "").startswith("run-killed-")
+    with coordinator.partition_lock("batch-0012", "run-next", wait_s=0):
+        assert coordinator.lock_holder("batch-0012") == "run-next"  # the longer old record is cut
+    assert not leftover.exists()
+
+
+def test_claims_hammered_by_processes_never_have_two_holders(
+    mp: multiprocessing.context.BaseContext,
+    backend: str,
+    spec_for: Callable[..., Spec],
+    prefix: str,
+    tmp_path: Path,
+) -> None:
+    spec = spec_for()
+    products, workers, rounds = ["PROD-1", "PROD-2"], 4, 2000
+    counter = {"url": REDIS_URL, "prefix": prefix}
+    start_at = time.time() + 1.0  # every worker starts together, even on a loaded machine
+    calls = [
+        (wk.hammer_claims, (spec, products, f"run-{i}", rounds, counter, start_at)) for i in range(workers)
+    ]
+    seen = run_parallel(mp, calls, timeout=120)
+    assert sum(s["overlaps"] for s in seen) == 0, seen
+    assert sum(s["taken"] + s["refused"] for s in seen) == workers * rounds
+    assert sum(s["refused"] for s in seen) > 0, f"the workers did not contend (machine too loaded?): {seen}"
+    assert sum(s["taken"] for s in seen) > 0, seen
     if backend == "local":
-        lock_dir = (tmp_path / "locks").resolve()
-        assert all(p.resolve().is_relative_to(lock_dir) for p in tmp_path.rglob("*.lock"))
+        assert list((tmp_path / "locks").rglob("*.lock")) == []
 
 
 def test_heartbeat_keeps_a_lock_past_its_ttl(redis_spec_for: Callable[..., Spec]) -> None:
@@ -438,28 +501,29 @@ def test_pause_holds_every_worker_until_it_ends(
     mp: multiprocessing.context.BaseContext, backend: str, spec_for: Callable[..., Spec]
 ) -> None:
     per_minute, workers = 1200.0, 4
-    per_second = per_minute / 60
     spec = spec_for()
     start = time.time() + 1.0
     end = start + 3.0
-    calls = [(wk.grant_times, (spec, BUCKET, per_minute, start, end))] * workers
+    calls = [(wk.booked_slots, (spec, BUCKET, per_minute, start, end))] * workers
     outcome: list[list[Any]] = []
     runner = threading.Thread(
         target=lambda: outcome.append(run_parallel(mp, calls, threads=backend == "local"))
     )
     runner.start()
     wk.sleep_until(start + 1.0)
-    paused_at = time.time()
+    asked_at = time.time()
     wk.make(spec).pause(BUCKET, 1.0)  # a 429 with retry-after: 1 seen by someone
+    paused_at = time.time()  # the pause began between the two, and lasts a second
     runner.join(30)
     grants = sorted(t for times in outcome[0] for t in times)
-    before = [t for t in grants if t < paused_at]
-    during = [round(t - paused_at, 3) for t in grants if paused_at + 0.1 < t < paused_at + 0.95]
+    before = [t for t in grants if t < asked_at]
+    # Slots, not wake-up times: a slot booked before the pause may be woken late on a busy machine, but no
+    # slot may be booked inside it.
+    during = [round(t - paused_at, 3) for t in grants if paused_at < t < asked_at + 1.0]
     after = [t for t in grants if t >= paused_at + 1.0]
-    assert during == [], f"requests went out during the pause, at +{during}s"
-    # Loose bounds (a loaded machine delays workers): the budget itself is measured by the test above.
-    assert len(before) >= 0.75 * per_second, f"{len(before)} requests in the second before the pause"
-    assert len(after) >= 0.75 * per_second * (end - paused_at - 1.0), f"{len(after)} after it"
+    assert during == [], f"requests were booked inside the pause, at +{during}s"
+    # Every worker carried on once it ended (how fast is the budget test's business, above).
+    assert before and after, f"{len(before)} requests before the pause, {len(after)} after it"
 
 
 def test_acquire_gives_up_at_once_when_the_slot_is_past_its_timeout(
@@ -629,10 +693,8 @@ def test_redis_keys_all_live_under_the_prefix(
 def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
     if shutil.which("redis-server") is None:
         raise RuntimeError("redis-server is not installed; the restart tests need it")
-    server = OwnRedis(tmp_path)
-    server.start()
-    yield server
-    server.kill()
+    with OwnRedis(tmp_path) as server:
+        yield server
 
 
 def test_operations_ride_out_a_redis_restart(own_redis: OwnRedis) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from catalog_assets.resources.openai_images import OpenAIImageGeneratorResource
+from catalog_assets.resources.store import LocalImageStore
 from catalog_assets.standin import StandInConfig, StandInServer
 from catalog_assets_tests.conftest import Pipeline, env_without_secrets, write_catalog
 
@@ -137,3 +138,62 @@ def test_a_dry_run_of_a_missing_catalog_fails_clearly(pipeline: Pipeline, standi
     done = dry_run(pipeline, standin, "--catalog", "nowhere.json")
     assert done.returncode == 2
     assert "nowhere.json: catalog file not found" in done.stderr
+
+
+def shuffled_attribute_products(count: int) -> list[dict]:
+    """Products whose attribute dicts are in no sorted order (as a hand-edited file has them), a nested
+    value included: the run reads its key-sorted batch file, the dry run the catalog file as written."""
+    return [
+        {
+            "id": f"PROD-{n:06d}",
+            "name": f"Desk Lamp No. {n}",
+            "category": "Home",
+            "attributes": {
+                "wattage": f"{n % 9 + 3} W",
+                "color": "Brass",
+                "bulb": "E27",
+                "dimensions": {"width": '27"', "height": "40 cm"},
+                "arm": "adjustable",
+            },
+        }
+        for n in range(count)
+    ]
+
+
+def test_a_dry_run_right_after_a_run_plans_nothing_whatever_the_attribute_order(
+    pipeline: Pipeline, standin
+) -> None:
+    catalog = write_catalog(pipeline.root / "catalog.json", shuffled_attribute_products(30))
+    assert pipeline.catalog(catalog).success
+    assert pipeline.images("batch-0000").success  # the offline renderer, as the dry run without a key plans
+
+    done = dry_run(pipeline, standin, "--catalog", str(catalog), key=None)
+    assert done.returncode == 0, done.stderr
+    assert table(done.stdout)["total"] == ["30", "30", "0", "0", "$0.00"]
+    assert "stored images were made from another prompt" not in done.stdout
+    assert "Nothing to generate" in done.stdout
+
+
+def test_a_dry_run_prices_images_the_seed_store_holds_at_zero(
+    pipeline: Pipeline, standin, s3_bucket: str
+) -> None:
+    """Moving the embedded store to S3: what `data/store` holds with the current fingerprint is copied by the
+    run without a call, so the dry run plans it as copies at $0, not as images to generate."""
+    pipeline.store_dir = pipeline.root / "data" / "store"  # the seed store a run imports from by default
+    pipeline.store = LocalImageStore(pipeline.store_dir)
+    catalog = write_catalog(pipeline.root / "catalog.json", shuffled_attribute_products(12))
+    assert pipeline.catalog(catalog).success
+    pipeline.generator = OpenAIImageGeneratorResource(
+        api_key=KEY, base_url=standin.base_url, images_per_minute=None
+    )
+    assert pipeline.images("batch-0000").success
+    calls = standin.stats()["requests"]
+    assert calls == 12
+
+    done = dry_run(pipeline, standin, "--catalog", str(catalog), CATALOG_S3_BUCKET=s3_bucket)
+    assert done.returncode == 0, done.stderr
+    assert f"Store: s3://{s3_bucket}" in done.stdout
+    # batch | products | stored | to copy | to generate | est. calls | est. cost
+    assert table(done.stdout)["total"] == ["12", "0", "12", "0", "0", "$0.00"]
+    assert "12 images are copied from the seed store" in done.stdout
+    assert standin.stats()["requests"] == calls

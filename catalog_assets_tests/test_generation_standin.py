@@ -3,23 +3,21 @@ attempt's fault mix, content policy, bad key, empty quota, hangs, retired models
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from dagster import DagsterInstance, EnvVar
 
-from catalog_assets.imaging import OFFLINE_MODEL
+from catalog_assets.cards import OFFLINE_MODEL
 from catalog_assets.resources.openai_images import OpenAIImageGeneratorResource
 from catalog_assets.standin import EARLIER_ATTEMPT_FAULTS, StandInProcess
 from catalog_assets.standin.protocol import masked
-from catalog_assets_tests.conftest import PROJECT, Pipeline, write_catalog
+from catalog_assets_tests.conftest import Pipeline, write_catalog
+from catalog_assets_tests.support import generated_catalog, standin_fixtures
 
 KEY = "sk-test-standin-5b7e21d0"
 MADE = {"generated", "refined", "fallback"}
@@ -27,33 +25,7 @@ MADE = {"generated", "refined", "fallback"}
 SMALL = "256x256"
 
 
-def _catalog_generator() -> Any:
-    """scripts/generate_catalog.py as a module (scripts/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(
-        "generate_catalog", PROJECT / "scripts" / "generate_catalog.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
-
-
-def generated_catalog(path: Path, count: int, seed: int = 11) -> Path:
-    return write_catalog(path, list(_catalog_generator().generate_products(count, seed)))
-
-
-@pytest.fixture(scope="module")
-def standin_process() -> Iterator[StandInProcess]:
-    # A separate process: the stand-in renders real JPEGs and should not share the pipeline's GIL.
-    with StandInProcess(["--api-key", KEY]) as process:
-        yield process
-
-
-@pytest.fixture
-def standin(standin_process: StandInProcess) -> StandInProcess:
-    standin_process.reset(config=True)
-    return standin_process
+standin_process, standin = standin_fixtures(KEY)
 
 
 def openai_generator(standin: StandInProcess, **settings: Any) -> OpenAIImageGeneratorResource:

@@ -13,6 +13,7 @@ import re
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from catalog_assets.catalog import MAX_NAME_LENGTH, MAX_TEXT_FIELD, to_csv_text
 from catalog_assets.prompts import MAX_PROMPT_LENGTH, build_prompt, fingerprint, refine_prompt
 from catalog_assets.resources.offline import OfflineCardGenerator
 from catalog_assets.resources.store import sha256_hex
+from catalog_assets.review import offline_description
 from catalog_assets_tests.conftest import RENDERS, Pipeline
 
 pytestmark = pytest.mark.resilience
@@ -537,7 +539,7 @@ def test_row_outcome(runs, fmt: str, case: Case) -> None:
             assert sha256_hex(data) == image["sha256"] and data[:3] == b"\xff\xd8\xff"
             assert image["key"] == f"images/{pid}.jpg"
             assert linked["image"]["url"] == image["url"]
-            assert linked["image"]["alt_text"].startswith(linked["name"])
+            assert linked["image"]["alt_text"] == offline_description(linked, "card")[0]
             assert run.renders.get(pid) == 1
             for key, value in case.fields.items():
                 assert linked[key] == value, key
@@ -587,13 +589,8 @@ def test_nothing_is_written_outside_the_store_root(runs, fmt: str) -> None:
             parts = name.split("/")[1:]
             assert all(_SAFE_COMPONENT.fullmatch(part) for part in parts), name
             assert not any(part.startswith(".tmp-") for part in parts), name
-    # product locks are named after the product (a long id cut short): only accepted ids ever got one
-    locked = [n.split("/")[-1] for n in new if n.startswith("locks/products/")]
-    accepted = run.accepted_ids()
-    assert locked
-    for lock in locked:
-        slug = re.sub(r"-[0-9a-f]{16}\.lock$", "", lock)
-        assert any(pid.startswith(slug) for pid in accepted), lock
+    # a product claim removes its lock file when it is released: none is left behind
+    assert [n for n in new if n.startswith("locks/products/")] == []
     for name in run.tree_after:
         assert TOKEN not in name and "\x00" not in name
     for directory, before in run.outside_before.items():
@@ -608,7 +605,17 @@ def test_nothing_is_written_outside_the_store_root(runs, fmt: str) -> None:
 def test_html_and_markdown_in_catalog_text_are_escaped_wherever_shown(runs, fmt: str) -> None:
     run = runs[fmt]
     shown = {**run.markdown, "report file": run.report}
-    shown.update({n: (run.root / n).read_text() for n in run.tree_after if n.endswith((".md", ".html"))})
+    shown.update({n: (run.root / n).read_text() for n in run.tree_after if n.endswith(".md")})
+    pages = {n: (run.root / n).read_text() for n in run.tree_after if n.endswith(".html")}
+    assert pages, "no HTML page was written (the review gallery)"
+    for where, page in pages.items():
+        # a page's own markup only: catalog text never becomes an element, an attribute or a script
+        tags, attributes = _markup(page)
+        assert tags <= GALLERY_TAGS, (where, tags - GALLERY_TAGS)
+        assert not [a for a, _ in attributes if a.startswith("on")], (where, attributes)
+        links = [v or "" for a, v in attributes if a in ("href", "src", "srcset", "action", "formaction")]
+        assert not [v for v in links if not v.startswith(("../", "images/", "thumbnails/", "http"))], links
+        assert not [v for v in links if "javascript:" in v.lower() or "evil.example" in v], links
     for where, text in shown.items():
         # no raw tag of any kind: "<script", "<img", "<|im_start|>"… only as &lt;…
         assert not re.search(r"<[A-Za-z/!?|]", text), where
@@ -624,16 +631,61 @@ def test_html_and_markdown_in_catalog_text_are_escaped_wherever_shown(runs, fmt:
             assert len(widths) == 1, (where, table)
     # and the escaped text really is shown (the checks above are not vacuous)
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in "\n".join(shown.values())
+    assert any("<script>alert(1)</script>" in _text_of(page) for page in pages.values())
     if fmt == "csv":  # the report lists quarantine reasons, and this one quotes the bad value
         assert "| non-numeric price &lt;script&gt;alert(1)&lt;/script&gt; | 1 |" in run.report
     if fmt == "json":
         sample = run.markdown["linked_catalog.sample"]
-        assert "&lt;img src=x onerror=&quot;alert(document.cookie)&quot;&gt;" in sample
+        assert '&lt;img src=x onerror="alert(document.cookie)"&gt;' in sample
         assert (
             "\\[Click me\\](javascript:alert(1)) !\\[pixel\\](https://evil.example/p.gif) a \\\\\\| b \\| c"
             in sample
         )
         assert "&lt;img src=x onerror" in run.markdown["product_catalog.quarantined_rows"]
+
+
+#: the elements the review gallery is made of; anything else in a page came from somewhere else
+GALLERY_TAGS = {
+    "html",
+    "head",
+    "meta",
+    "base",
+    "title",
+    "style",
+    "body",
+    "h1",
+    "h2",
+    "div",
+    "span",
+    "img",
+    "p",
+}
+
+
+def _markup(page: str) -> tuple[set[str], set[tuple[str, str | None]]]:
+    """The element names and the (name, value) attributes of an HTML page."""
+    tags: set[str] = set()
+    attributes: set[tuple[str, str | None]] = set()
+
+    class Collect(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            tags.add(tag)
+            attributes.update(attrs)
+
+    Collect().feed(page)
+    return tags, attributes
+
+
+def _text_of(page: str) -> str:
+    """A page's text as the browser shows it."""
+    chunks: list[str] = []
+
+    class Text(HTMLParser):
+        def handle_data(self, data):
+            chunks.append(data)
+
+    Text(convert_charrefs=True).feed(page.split("</style>", 1)[-1])
+    return "".join(chunks)
 
 
 def _product(run: HostileRun, pid: str) -> dict[str, Any]:

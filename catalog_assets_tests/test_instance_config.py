@@ -38,6 +38,13 @@ def test_shipped_instance_config_is_what_dagster_loads(tmp_path, monkeypatch):
         assert instance.run_retries_max_retries == 2
         # product failures are left to the failed-partition retry schedule, not re-run blindly
         assert instance.run_retries_retry_on_asset_or_op_failure is False
+        # run monitoring: the daemon that `dagster dev` starts watches runs and frees slots of ended ones
+        assert instance.run_monitoring_enabled
+        assert "MONITORING" in instance.get_required_daemon_types()
+        assert instance.run_monitoring_max_resume_run_attempts == 0  # the default launcher cannot resume
+        assert instance.run_monitoring_poll_interval_seconds == 30
+        assert instance.run_monitoring_start_timeout_seconds == 300
+        assert instance.run_monitoring_settings["free_slots_after_run_end_seconds"] == 60
 
 
 def test_pool_holds_a_partition_step_until_a_slot_frees(tmp_path, monkeypatch):

@@ -17,6 +17,7 @@ from dagster import DagsterInstance, EnvVar, MaterializeResult, asset, materiali
 from dagster._serdes import serialize_value
 from PIL import Image
 
+from catalog_assets.cards import OFFLINE_MODEL
 from catalog_assets.costs import load_prices, price_per_image
 from catalog_assets.errors import (
     ErrorClass,
@@ -257,9 +258,14 @@ def test_the_standin_sees_the_client_request_id(standin: StandInServer) -> None:
 
 
 def test_the_bucket_name_holds_a_hash_of_the_key(standin: StandInServer) -> None:
-    bucket = make_generator(standin).rate_limit_bucket()
-    assert bucket == f"openai:{hashlib.sha256(KEY.encode()).hexdigest()[:16]}:gpt-image-2"
+    generator = make_generator(standin)
+    bucket = generator.rate_limit_bucket()
+    account = f"{generator.client().base_url}|{KEY}"
+    assert bucket == f"openai:{hashlib.sha256(account.encode()).hexdigest()[:16]}:gpt-image-2"
     assert KEY not in bucket
+    # the same key at another endpoint is another account: its own limits and its own verdict
+    elsewhere = OpenAIImageGeneratorResource(api_key=KEY, base_url="http://127.0.0.1:9/v1").get_client()
+    assert elsewhere.rate_limit_bucket() != bucket
 
 
 def test_reprs_never_show_the_key(standin: StandInServer) -> None:
@@ -313,5 +319,5 @@ def test_price_table() -> None:
     assert price_per_image("gpt-image-2", "medium", "1024x1024") == 0.042
     assert price_per_image("gpt-image-2-2026-04-21", "high", "1536x1024") == 0.25
     assert price_per_image("gpt-image-2", "auto", "auto") == 0.25  # the budget guard never under-counts
-    assert price_per_image("offline-card-v1", "standard", "1024x1024") == 0.0
+    assert price_per_image(OFFLINE_MODEL, "standard", "1024x1024") == 0.0
     assert price_per_image("dall-e-3", "hd", "1024x1024") is None

@@ -6,7 +6,9 @@ import json
 
 from dagster import AssetKey
 
+from catalog_assets.cards import OFFLINE_MODEL
 from catalog_assets.resources.store import sha256_hex
+from catalog_assets.review import offline_description
 from catalog_assets_tests.conftest import RENDERS, CountingGeneratorResource, write_catalog
 
 
@@ -25,6 +27,7 @@ def test_definitions_load():
     assert names == {
         "product_catalog",
         "product_images",
+        "image_reviews",
         "image_manifest",
         "linked_catalog",
         "generation_report",
@@ -42,7 +45,7 @@ def test_catalog_registers_batches_and_quarantines(pipeline, sample_products):
     assert result.success
     assert pipeline.partitions() == ["batch-0000", "batch-0001", "batch-0002"]
     meta = result.asset_materializations_for_node("product_catalog")[0].metadata
-    assert meta["products"].value == 87
+    assert meta["products"].value == len(sample_products) == 72
     assert meta["quarantined"].value == 3
     assert "path separator" in meta["quarantined_rows"].value
     assert "duplicate id" in meta["quarantined_rows"].value
@@ -98,7 +101,7 @@ def test_manifest_matches_stored_bytes_and_links_never_dangle(pipeline, sample_p
         assert len(data) == row["bytes"]
         assert row["content_type"] == "image/jpeg" and data[:3] == b"\xff\xd8\xff"
         assert row["width"] == row["height"] == 1024
-        assert row["source"] == "generated" and row["model"] == "offline-card-v1"
+        assert row["source"] == "generated" and row["model"] == OFFLINE_MODEL
         assert row["prompt_fingerprint"] and row["generated_at"]
     assert pipeline.store.list("manifests/")  # timestamped json + parquet beside latest.json
     names = sorted(o.key for o in pipeline.store.list("manifests/"))
@@ -109,10 +112,11 @@ def test_manifest_matches_stored_bytes_and_links_never_dangle(pipeline, sample_p
     for product in linked:
         url = product["image"]["url"]
         if product["id"] == "PROD-000003":
-            assert url is None
+            assert url is None and product["image"]["alt_text"] is None
         else:
             assert url in by_url and by_url[url]["product_id"] == product["id"]
-        assert product["image"]["alt_text"].startswith(product["name"])
+            # the alt text describes the stored picture: here an offline product card
+            assert product["image"]["alt_text"] == offline_description(product, "card")[0]
     report = pipeline.store.get("reports/generation_report.md").decode()
     for heading in (
         "## Overview",
@@ -134,3 +138,16 @@ def test_missing_catalog_fails_clearly_and_writes_nothing(pipeline):
     assert not result.success
     assert "missing.json: catalog file not found" in _step_failure(result)
     assert not pipeline.store_dir.exists()
+
+
+def test_the_offline_renderer_says_what_it_drew_not_api_calls(pipeline):
+    products = [{"id": f"CARD-{n}", "name": f"Linen Napkin {n}", "category": "Home"} for n in range(5)]
+    assert pipeline.catalog(write_catalog(pipeline.root / "c.json", products)).success
+    result = pipeline.images("batch-0000")
+    assert result.success
+    messages = [e.user_message for e in pipeline.instance.all_logs(result.run_id)]
+    summary = [m for m in messages if m.startswith("batch-0000: ") and "already stored" in m]
+    assert len(summary) == 1, messages
+    assert "5 product cards drawn offline (no API calls), 0 already stored" in summary[0]
+    assert "API calls," not in summary[0]
+    assert result.asset_materializations_for_node("product_images")[0].metadata["api_calls"].value == 0

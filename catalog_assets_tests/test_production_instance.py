@@ -4,15 +4,12 @@ materialized through the real CLI lands in PostgreSQL's run and event-log tables
 from __future__ import annotations
 
 import os
-import uuid
-from collections.abc import Iterator
 
-import psycopg2
 import pytest
 import yaml
 from dagster import AssetKey, DagsterInstance
-from psycopg2 import sql
 
+from catalog_assets import dagster_internals
 from catalog_assets_tests.dagster_projects import (
     PRODUCTION_INSTANCE,
     SHIPPED_INSTANCE,
@@ -20,31 +17,7 @@ from catalog_assets_tests.dagster_projects import (
     make_project,
     tail,
 )
-
-# The development machine's server (CI starts it): loopback, trust auth. libpq's own variables override.
-PG_HOST = os.environ.get("PGHOST", "127.0.0.1")
-PG_PORT = int(os.environ.get("PGPORT", "5432"))
-PG_USER = os.environ.get("PGUSER", "postgres")
-
-
-def _connect(dbname: str):
-    return psycopg2.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname=dbname, connect_timeout=5)
-
-
-@pytest.fixture
-def pg_database() -> Iterator[str]:
-    """A fresh database per test, dropped afterwards even if a subprocess still holds a connection."""
-    name = f"catalog_images_test_{uuid.uuid4().hex[:12]}"
-    admin = _connect("postgres")
-    admin.autocommit = True  # CREATE/DROP DATABASE cannot run inside a transaction
-    try:
-        with admin.cursor() as cur:
-            cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        yield name
-        with admin.cursor() as cur:
-            cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-    finally:
-        admin.close()
+from catalog_assets_tests.pg_support import connect, instance_env
 
 
 @pytest.fixture
@@ -52,13 +25,7 @@ def production_project(tmp_path, pg_database) -> DagsterProject:
     return make_project(
         tmp_path,
         instance_yaml=PRODUCTION_INSTANCE,
-        env={
-            "DAGSTER_PG_HOST": PG_HOST,
-            "DAGSTER_PG_PORT": str(PG_PORT),
-            "DAGSTER_PG_USER": PG_USER,
-            "DAGSTER_PG_PASSWORD": "",  # trust auth; the config reads it from the env all the same
-            "DAGSTER_PG_DB": pg_database,
-        },
+        env=instance_env(pg_database),
     )
 
 
@@ -78,7 +45,7 @@ def test_a_partition_materialized_by_the_cli_is_stored_in_postgresql(production_
     images = project.materialize("product_images", partition="batch-0001")
     assert images.returncode == 0, tail(images.stderr)
 
-    with _connect(pg_database) as conn, conn.cursor() as cur:
+    with connect(pg_database) as conn, conn.cursor() as cur:
         cur.execute(
             "SELECT partition FROM dynamic_partitions WHERE partitions_def_name = 'product_batches' "
             "ORDER BY partition"
@@ -126,7 +93,7 @@ def test_production_config_keeps_the_shipped_limits():
     """Pool, run queue and retry settings must not drift between the local and the production instance."""
     local = yaml.safe_load(SHIPPED_INSTANCE.read_text())
     production = yaml.safe_load(PRODUCTION_INSTANCE.read_text())
-    for key in ("concurrency", "run_retries"):
+    for key in ("concurrency", "run_retries", "run_monitoring"):
         assert production[key] == local[key], key
     assert set(production["storage"]["postgres"]["postgres_db"]) >= {
         "hostname",
@@ -140,3 +107,22 @@ def test_production_config_keeps_the_shipped_limits():
         for name, value in production["storage"]["postgres"]["postgres_db"].items()
         if name != "scheme"
     )
+
+
+def test_production_instance_loads_with_run_monitoring(production_project):
+    """The daemon of a deployment runs the monitoring daemon, with the settings of the file."""
+    previous = os.environ.copy()
+    os.environ.update(production_project.env)
+    try:
+        with DagsterInstance.get() as instance:
+            assert instance.run_monitoring_enabled
+            assert "MONITORING" in instance.get_required_daemon_types()
+            assert instance.run_monitoring_max_resume_run_attempts == 0
+            assert instance.run_monitoring_poll_interval_seconds == 30
+            assert instance.run_monitoring_start_timeout_seconds == 300
+            assert instance.run_monitoring_settings["free_slots_after_run_end_seconds"] == 60
+            # workers may run on other machines: the runner leaves their liveness to run monitoring
+            assert not dagster_internals.instance_is_single_host(instance)
+    finally:
+        os.environ.clear()
+        os.environ.update(previous)

@@ -30,7 +30,8 @@ from catalog_assets.resources.store import LocalImageStore
 from catalog_assets.standin import StandInProcess
 from catalog_assets_tests.conftest import PROJECT
 from catalog_assets_tests.dagster_projects import DagsterProject, make_project, tail, wait_for
-from catalog_assets_tests.resilience_support import OwnRedis
+from catalog_assets_tests.resilience_support import OwnRedis, own_redis_fixture, run_config
+from catalog_assets_tests.support import standin_fixtures
 from catalog_assets_tests.test_resilience_secrets import Command, materialize, start
 
 pytestmark = pytest.mark.resilience
@@ -67,28 +68,17 @@ class Project:
         self, images: dict[str, Any], coordination: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         # Resource settings go in as run config, as an operator overrides them; the secrets stay env references.
-        return {
-            "execution": {"config": {"in_process": {}}},
-            "resources": {
-                "coordination": {
-                    "config": {
-                        "redis_url": {"env": "REDIS_URL"},
-                        "key_prefix": self.prefix,
-                        **(coordination or {}),
-                    }
-                },
-                "image_generator": {
-                    "config": {
-                        "api_key": {"env": "OPENAI_API_KEY"},
-                        "size": SIZE,
-                        "quality": QUALITY,
-                        "timeout_s": 10.0,
-                        "images_per_minute": 3000,  # shared through Redis, well above what these runs need
-                    }
-                },
+        return run_config(
+            "images",
+            generator={
+                "size": SIZE,
+                "quality": QUALITY,
+                "timeout_s": 10.0,
+                "images_per_minute": 3000,  # shared through Redis, well above what these runs need
             },
-            "ops": {"product_images": {"config": {"concurrency": WORKERS, "backoff_base_s": 0.05, **images}}},
-        }
+            coordination={"key_prefix": self.prefix, **(coordination or {})},
+            images={"concurrency": WORKERS, "backoff_base_s": 0.05, **images},
+        )
 
     def start(self, partition: str, config: dict[str, Any]) -> Command:
         command = start(self.cli, partition, materialize("product_images", partition, config))
@@ -96,24 +86,8 @@ class Project:
         return command
 
 
-@pytest.fixture(scope="module")
-def password_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnRedis]:
-    server = OwnRedis(tmp_path_factory.mktemp("redis"), password=REDIS_PASSWORD)
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def standin_process() -> Iterator[StandInProcess]:
-    with StandInProcess(["--api-key", KEY]) as process:
-        yield process
-
-
-@pytest.fixture
-def standin(standin_process: StandInProcess) -> StandInProcess:
-    standin_process.reset(config=True)
-    return standin_process
+password_redis = own_redis_fixture(REDIS_PASSWORD)
+standin_process, standin = standin_fixtures(KEY)
 
 
 @pytest.fixture(scope="module")
@@ -321,8 +295,9 @@ def test_an_exhausted_quota_stops_every_process_and_keeps_new_runs_from_calling(
         return all(paid(calls[p]) >= 1 for p in working)
 
     wait_for(all_calling, timeout=120, interval=0.1, what="all three runs to have an image")
-    flipped_at = standin.stats(products=False)["uptime_s"]
     standin.configure(faults={"insufficient_quota": 1.0})
+    # Read after the switch: a call that began before it returned may still have been answered 200.
+    flipped_at = standin.stats(products=False)["uptime_s"]
     outputs = {p: run.finish() for p, run in runs.items()}
 
     calls = calls_by_partition(standin, project)
@@ -355,7 +330,7 @@ def test_an_exhausted_quota_stops_every_process_and_keeps_new_runs_from_calling(
 
     # The breaker is open in Redis for everyone, opened once, by the quota.
     coordinator = project.coordinator()
-    bucket = OpenAIImageGenerator(api_key=KEY).rate_limit_bucket()
+    bucket = OpenAIImageGenerator(api_key=KEY, base_url=standin.base_url).rate_limit_bucket()
     breaker = coordinator.breaker_state(bucket)
     assert breaker.state == "open" and "insufficient_quota" in (breaker.reason or ""), breaker
     events = coordinator.breaker_events(bucket)

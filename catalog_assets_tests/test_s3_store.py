@@ -408,6 +408,31 @@ def test_presigned_urls_state_their_expiry_and_fetch_the_object(s3_bucket: str) 
         make_store(s3_bucket, url_style="presigned", presign_expiry_s=8 * 24 * 3600)
 
 
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {},
+        {"public_base_url": "https://img.example.com/"},
+        {"url_style": "presigned"},
+        {"prefix": ""},
+        {"s3": S3Resource(region_name="eu-west-1", endpoint_url="https://s3.eu-west-1.amazonaws.com")},
+    ],
+    ids=["path-style", "base-url", "presigned", "no-prefix", "virtual-hosted"],
+)
+def test_key_for_url_maps_every_url_form_back_to_its_key(s3_bucket: str, fields: dict) -> None:
+    store = make_store(s3_bucket, **fields)
+    for key in ("images/PROD-000001.jpg", "thumbnails/PROD_2-x.jpg", "catalog/linked_catalog.json"):
+        assert store.key_for_url(store.url(key)) == key
+    url = store.url("images/PROD-000001.jpg")
+    assert store.key_for_url(url.replace("PROD-000001", "PROD-000002")) == "images/PROD-000002.jpg"
+    for foreign in ("images/PROD-000001.jpg", "https://elsewhere.example/images/PROD-000001.jpg", ""):
+        assert store.key_for_url(foreign) is None, foreign
+    # where a person finds an object never expires and carries no signature
+    assert "X-Amz-" not in store.locate("reports/generation_report.md")
+    if store.prefix:  # the same key under another prefix is another object
+        assert store.key_for_url(url.replace(f"/{PREFIX}/", "/other/")) is None
+
+
 # -- one-line errors ----------------------------------------------------------------------------------------
 
 

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 from dagster import (
+    AssetCheckSeverity,
     AssetKey,
     DagsterRun,
     DagsterRunStatus,
@@ -294,6 +295,10 @@ def test_scenario_failures_retried_by_the_schedule_then_published_with_all_check
         "manifest_matches_store",
         "linked_urls_resolve",
     }
+    # the stand-in draws its images on coloured gradients: the marketplace-guidance check warns about them,
+    # and a warning does not stop the publish
+    figures = checks.pop("image_figures")
+    assert not figures.passed and figures.severity == AssetCheckSeverity.WARN
     assert all(c.passed for c in checks.values()), {
         n: c.description for n, c in checks.items() if not c.passed
     }

@@ -6,9 +6,12 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from dagster import (
     AssetExecutionContext,
+    AssetObservation,
     Config,
     Failure,
     MaterializeResult,
@@ -17,16 +20,24 @@ from dagster import (
 )
 from pydantic import Field
 
-from catalog_assets import state
+from catalog_assets import state, variants
 from catalog_assets.assets.catalog import product_catalog
+from catalog_assets.call_ledger import CallRecorder
 from catalog_assets.costs import price_per_image
 from catalog_assets.errors import RunStopped, StoreError
-from catalog_assets.generation import BatchProcessor, GenerationSettings, ProductResult, summarize
+from catalog_assets.generation import BatchProcessor, GenerationSettings
+from catalog_assets.outcomes import ProductResult, summarize
 from catalog_assets.partitions import product_batches
-from catalog_assets.resources.coordination import CoordinationResource, CoordinationUnavailable, LockTimeout
-from catalog_assets.resources.image_api import ImageGeneratorResource
+from catalog_assets.resources.coordination import (
+    CoordinationResource,
+    CoordinationUnavailable,
+    Coordinator,
+    LockTimeout,
+)
+from catalog_assets.resources.image_api import ImageGenerator, ImageGeneratorResource
 from catalog_assets.resources.offline import OfflineCardGenerator
-from catalog_assets.resources.store import DEFAULT_IMPORT_DIR, ImageStoreResource, seed_store
+from catalog_assets.resources.store import DEFAULT_IMPORT_DIR, ImageStore, ImageStoreResource, seed_store
+from catalog_assets.retakes import RetakeOrder, retake_orders
 from catalog_assets.util import human_bytes, md_table
 
 IMAGE_API_POOL = "image_api"
@@ -57,6 +68,26 @@ class ProductImagesConfig(Config):
     )
     concurrency: int | None = Field(
         default=None, ge=1, le=256, description="Products generated at once (default: the generator's)."
+    )
+    variant_formats: list[variants.VariantFormat] = Field(
+        default_factory=lambda: list(variants.DEFAULT_FORMATS),
+        description="Delivery formats stored besides the JPEG under variants/: 'webp', 'avif' (empty: none).",
+    )
+    max_retakes: int = Field(
+        default=1,
+        ge=0,
+        le=5,
+        description="Retakes per product of an image rejected in review (by the reviewer or `catalog-images "
+        "reject`), each with a prompt addressing the issue found; then `after_retakes` applies.",
+    )
+    after_retakes: Literal["fallback", "keep"] = Field(
+        default="fallback",
+        description="A product still rejected after max_retakes: 'fallback' stores the offline card, 'keep' "
+        "keeps the image, flagged as rejected in the manifest, report and gallery.",
+    )
+    variant_widths: list[int] = Field(
+        default_factory=lambda: list(variants.DEFAULT_WIDTHS),
+        description="Widths in px of the delivery variants (none wider than the main image), e.g. [320, 640].",
     )
 
 
@@ -98,12 +129,28 @@ def _preview(store, results: list[ProductResult], n: int = 3) -> str:
     return " ".join(shown) or "no images"
 
 
+@dataclass(frozen=True)
+class _Batch:
+    """What a partition's run works on, checked before any call: clients, products, prior outcomes, settings."""
+
+    partition: str
+    generator: ImageGenerator
+    store: ImageStore
+    coordinator: Coordinator
+    products: list[dict[str, Any]]
+    prior: dict[str, dict[str, Any]]
+    settings: GenerationSettings
+    #: rejected stored images this run replaces (catalog_assets.retakes), by product id
+    retakes: dict[str, RetakeOrder]
+
+
 @asset(
     group_name="images",
     partitions_def=product_batches,
     deps=[product_catalog],
     pool=IMAGE_API_POOL,
     kinds={"python", "s3"},
+    output_required=False,  # batch mode: a run that submits (or finds its batch in flight) ends unmaterialized
 )
 def product_images(
     context: AssetExecutionContext,
@@ -111,12 +158,37 @@ def product_images(
     image_generator: ImageGeneratorResource,
     store: ImageStoreResource,
     coordination: CoordinationResource,
-) -> MaterializeResult:
+) -> Iterator[MaterializeResult]:
     """One JPEG image and a 300 px thumbnail per product of the batch, written to the store as soon as each
     is made. Products already stored with the same prompt fingerprint are skipped, so reruns only do what
-    is missing. The partition fails when any product ends `failed`; its successes stay stored."""
-    partition = context.partition_key
+    is missing. The partition fails when any product ends `failed`; its successes stay stored. In batch mode
+    it is materialized by the run that stores the Batch API's images; earlier runs record an observation."""
     started, run_started_at = time.monotonic(), time.time()
+    batch = _preflight(context, config, image_generator, store, coordination)
+    mode = getattr(batch.generator, "generation_mode", "sync")
+    processor, results, step = _process(context, config, batch, mode=mode)
+    if step is not None and step.action != "complete":
+        context.log_event(
+            AssetObservation(asset_key=context.asset_key, partition=batch.partition, metadata=step.metadata())
+        )
+        context.log.info(step.message)
+        return
+    metadata = _metadata(batch, processor, results, time.monotonic() - started, run_started_at)
+    metadata["generation_mode"] = mode
+    _fail_if_incomplete(batch, processor, results, metadata)
+    context.log.info(_summary_line(batch, results, time.monotonic() - started))
+    yield MaterializeResult(metadata=metadata)
+
+
+def _preflight(
+    context: AssetExecutionContext,
+    config: ProductImagesConfig,
+    image_generator: ImageGeneratorResource,
+    store: ImageStoreResource,
+    coordination: CoordinationResource,
+) -> _Batch:
+    """Everything that can refuse the run before a single call: settings, store, coordination, the batch."""
+    partition = context.partition_key
     generator = image_generator.get_client()
     if config.concurrency:
         generator.concurrency = config.concurrency
@@ -133,8 +205,8 @@ def product_images(
         raise Failure(
             description=f"{partition} is unknown to the store {client.location}: materialize product_catalog first"
         )
-    prior = state.read_outcomes(client, partition)
-    price = price_per_image(generator.model, generator.quality, generator.size)
+    mode = getattr(generator, "generation_mode", "sync")
+    price = price_per_image(generator.model, generator.quality, generator.size, mode=mode)
     if price is None and generator.paid and config.max_cost_usd is not None:
         raise Failure(
             description=f"no price estimate for {generator.model} / {generator.quality} / {generator.size} in "
@@ -147,47 +219,113 @@ def product_images(
         max_images=config.max_images,
         max_cost_usd=config.max_cost_usd,
         price_per_image_usd=price or 0.0,
+        variants=_variant_spec(config),
     )
-    progress = _Progress(context, len(products))
+    prior = state.read_outcomes(client, partition)
+    orders = retake_orders(
+        prior,
+        state.read_reviews(client, partition),
+        state.read_rejections(client),
+        max_retakes=config.max_retakes,
+        after_retakes=config.after_retakes,
+    )
+    return _Batch(partition, generator, client, coordinator, products, prior, settings, orders)
+
+
+def _process(
+    context: AssetExecutionContext, config: ProductImagesConfig, batch: _Batch, mode: str = "sync"
+) -> tuple[BatchProcessor, list[ProductResult], Any]:
+    """Every product of the batch under the partition lock, then its outcomes recorded for the next run;
+    in batch mode, the partition's next Batch API step (`batch_mode.Step`) instead of the calls."""
+    run_id = context.run.run_id
+    call_log = batch.coordinator.call_log()
+    recorder = CallRecorder(call_log, run_id, batch.partition) if call_log is not None else None
     try:
         with (
             _forward_logs(context),
-            coordinator.partition_lock(f"partition:{partition}", context.run.run_id) as lock,
+            _copied_into_store(recorder, batch.store),
+            batch.coordinator.partition_lock(f"partition:{batch.partition}", run_id) as lock,
         ):
             processor = BatchProcessor(
-                generator=generator,
+                generator=batch.generator,
                 fallback=OfflineCardGenerator(),
-                store=client,
-                coordinator=coordinator,
-                run_id=context.run.run_id,
-                settings=settings,
+                store=batch.store,
+                coordinator=batch.coordinator,
+                run_id=run_id,
+                settings=batch.settings,
                 lock=lock,
-                seed_store=seed_store(config.import_from_dir, client),
-                on_result=progress,
+                seed_store=seed_store(config.import_from_dir, batch.store),
+                on_result=_Progress(context, len(batch.products)),
+                recorder=recorder,
             )
-            results = processor.process(products, prior)
+            step = _batch_step(config, batch, processor) if mode == "batch" else None
+            if step is not None and step.action != "complete":
+                return processor, [], step
+            results = (
+                step.results
+                if step is not None
+                else processor.process(batch.products, batch.prior, batch.retakes)
+            )
+            rows = [r.row(batch.prior.get(r.product_id)) for r in results]
             state.write_outcomes(
-                client,
-                partition,
-                context.run.run_id,
-                [r.row(prior.get(r.product_id)) for r in results],
-                model=generator.model,
+                batch.store, batch.partition, run_id, rows, model=batch.generator.model, generation_mode=mode
             )
     except LockTimeout as exc:
-        raise Failure(description=f"{partition} is being processed by another run: {exc}") from None
+        raise Failure(description=f"{batch.partition} is being processed by another run: {exc}") from None
+    return processor, results, step
 
-    duration = time.monotonic() - started
+
+@contextmanager
+def _copied_into_store(recorder: CallRecorder | None, store: ImageStore) -> Iterator[None]:
+    """However the run ends (short of being killed), its call record goes into the store: one object per run."""
+    try:
+        yield
+    finally:
+        if recorder is not None:
+            recorder.flush(store)
+
+
+def _batch_step(config: ProductImagesConfig, batch: _Batch, processor: BatchProcessor) -> Any:
+    from catalog_assets.batch_mode import batch_step
+
+    try:
+        return batch_step(
+            partition=batch.partition,
+            generator=batch.generator,  # type: ignore[arg-type]  # only the OpenAI generator has a batch mode
+            processor=processor,
+            store=batch.store,
+            products=batch.products,
+            max_rounds=config.max_calls_per_product,
+            max_images=config.max_images,
+            max_cost_usd=config.max_cost_usd,
+            price_per_image_usd=batch.settings.price_per_image_usd,
+            retakes=batch.retakes,
+        )
+    except RunStopped as exc:
+        raise Failure(description=exc.message) from None
+
+
+def _made(results: list[ProductResult]) -> list[ProductResult]:
+    return [r for r in results if r.outcome in ("generated", "refined", "fallback")]
+
+
+def _metadata(
+    batch: _Batch,
+    processor: BatchProcessor,
+    results: list[ProductResult],
+    duration: float,
+    run_started_at: float,
+) -> dict[str, Any]:
+    """The partition's materialization metadata: counts, calls, bytes, speed, cost, failures, a preview."""
     summary = summarize(results)
-    counts = summary["counts"]
-    made = [r for r in results if r.outcome in ("generated", "refined", "fallback")]
+    made = _made(results)
     stored = [r for r in results if r.key]
     total_bytes = sum(r.bytes for r in made)
-    calls = sum(r.attempts for r in results)
     failed = [r for r in results if r.outcome == "failed"]
-    metadata = {
-        **{f"count_{k}": v for k, v in counts.items()},
+    metadata: dict[str, Any] = {
+        **{f"count_{k}": v for k, v in summary["counts"].items()},
         "products": len(results),
-        "api_calls": calls,
+        "api_calls": sum(r.attempts for r in results) if batch.generator.paid else 0,
         "errors_by_class": MetadataValue.json(summary["errors"]),
         "bytes_written": total_bytes,
         "mean_image_bytes": round(total_bytes / len(made)) if made else 0,
@@ -195,8 +333,8 @@ def product_images(
         "duration_s": round(duration, 2),
         "images_per_min": round(len(made) / duration * 60, 1) if duration > 0 else 0.0,
         "estimated_cost_usd": round(sum(r.cost_usd for r in made), 4),
-        "generator": generator.model,
-        "store": client.location,
+        "generator": batch.generator.model,
+        "store": batch.store.location,
         "failures": MetadataValue.md(
             md_table(
                 ["product", "class", "reason", "calls"],
@@ -205,24 +343,62 @@ def product_images(
             if failed
             else "none"
         ),
-        "preview": MetadataValue.md(_preview(client, made or stored)),
+        "preview": MetadataValue.md(_preview(batch.store, made or stored)),
+        "retakes_ordered": sum(o.action == "retake" for o in batch.retakes.values()),
+        "fallbacks_after_retakes": sum(o.action == "fallback" for o in batch.retakes.values()),
     }
-    events = coordinator.breaker_events(generator.rate_limit_bucket(), since=run_started_at)
+    if batch.retakes:
+        metadata["retakes"] = MetadataValue.md(
+            md_table(
+                ["product", "action", "number", "by", "issues"],
+                [
+                    [o.product_id, o.action, o.number, o.by, ", ".join(o.issues)]
+                    for o in batch.retakes.values()
+                ],
+            )
+        )
+    events = batch.coordinator.breaker_events(processor.calls.bucket, since=run_started_at)
     if events:
         metadata["breaker_events"] = MetadataValue.json([e.as_dict() for e in events][-20:])
+    rate_changes = batch.coordinator.rate_events(processor.calls.bucket, since=run_started_at)
+    if rate_changes:
+        metadata["rate_events"] = MetadataValue.json([e.as_dict() for e in rate_changes][-20:])
+    return metadata
+
+
+def _fail_if_incomplete(
+    batch: _Batch, processor: BatchProcessor, results: list[ProductResult], metadata: dict[str, Any]
+) -> None:
+    """The partition fails, with its metadata, when the run stopped or any product ended `failed`."""
     if processor.stopped is not None:
-        raise Failure(description=f"{partition}: {processor.stopped.message}", metadata=metadata)
+        raise Failure(description=f"{batch.partition}: {processor.stopped.message}", metadata=metadata)
+    failed = [r for r in results if r.outcome == "failed"]
     if failed:
         classes = ", ".join(sorted({r.error_class or "unknown" for r in failed}))
         raise Failure(
-            description=f"{partition}: {len(failed)} of {len(results)} products failed ({classes}); "
+            description=f"{batch.partition}: {len(failed)} of {len(results)} products failed ({classes}); "
             "the others are stored, a rerun of this partition redoes only the failed ones",
             metadata=metadata,
         )
-    context.log.info(
-        f"{partition}: {len(made)} made, {counts['skipped']} already stored, {calls} API calls, {duration:.1f}s"
-    )
-    return MaterializeResult(metadata=metadata)
+
+
+def _summary_line(batch: _Batch, results: list[ProductResult], duration: float) -> str:
+    """One log line of what the batch did; the offline renderer makes no API call, so it says what it drew."""
+    made = len(_made(results))
+    skipped = sum(r.outcome == "skipped" for r in results)
+    if batch.generator.paid:
+        calls = sum(r.attempts for r in results)
+        did = f"{made} made, {skipped} already stored, {calls} API calls"
+    else:
+        did = f"{made} product cards drawn offline (no API calls), {skipped} already stored"
+    return f"{batch.partition}: {did}, {duration:.1f}s"
+
+
+def _variant_spec(config: ProductImagesConfig) -> variants.VariantSpec:
+    try:
+        return variants.VariantSpec.of(config.variant_formats, config.variant_widths)
+    except ValueError as exc:
+        raise Failure(description=f"product_images config: {exc}") from None
 
 
 @contextmanager

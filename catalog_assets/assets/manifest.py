@@ -1,21 +1,47 @@
 """`image_manifest` and `linked_catalog`: what the store holds, and the catalog linked to it."""
 
+import json
+import tempfile
+import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 from dagster import AssetCheckKey, AssetExecutionContext, Failure, MaterializeResult, MetadataValue, asset
-from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from catalog_assets import state
 from catalog_assets.assets.images import product_images
+from catalog_assets.assets.reviews import image_reviews
+from catalog_assets.checks.names import BLOCKING_MANIFEST_CHECKS
+from catalog_assets.dagster_internals import latest_check_executions
+from catalog_assets.errors import RunStopped
 from catalog_assets.manifest import (
     MANIFEST_COLUMNS,
+    add_search_fields,
+    attach_reviews,
     build_manifest,
     collect_outcomes,
+    collect_reviews,
     link_catalog,
+    previous_vectors,
+    rows_digest,
     to_parquet,
 )
-from catalog_assets.resources.store import PARQUET, ImageStoreResource
+from catalog_assets.resources.coordination import CoordinationResource, Coordinator
+from catalog_assets.resources.embedder import TextEmbedder, TextEmbedderResource
+from catalog_assets.resources.image_reviewer import ImageReviewer, ImageReviewerResource
+from catalog_assets.resources.store import JSON, PARQUET, ImageStore, ImageStoreResource
+from catalog_assets.reviewing import BatchReviewer
+from catalog_assets.search_export import (
+    BULK_FILE,
+    BulkFormatError,
+    index_mapping,
+    s3_url_mapping,
+    validate_bulk_ndjson,
+    write_bulk_ndjson,
+)
 from catalog_assets.util import md_table
+
+NDJSON = "application/x-ndjson"
 
 
 def _index(client) -> dict:
@@ -27,27 +53,48 @@ def _index(client) -> dict:
     return index
 
 
-@asset(group_name="publish", deps=[product_images], kinds={"json", "parquet"})
-def image_manifest(context: AssetExecutionContext, store: ImageStoreResource) -> MaterializeResult:
-    """One row per stored image (product_id, key, url, sha256, bytes, width, height, content_type, source,
-    model, prompt_fingerprint, attempts, generated_at), as JSON and Parquet in the store under
-    `manifests/manifest-<UTC timestamp>` plus a stable `manifests/latest.json`."""
+def store_link(client: ImageStore, key: str) -> MetadataValue:
+    """A metadata link to an object: a URL where the store has absolute ones, else its file path."""
+    where = client.locate(key)
+    return MetadataValue.url(where) if "://" in where else MetadataValue.path(where)
+
+
+@asset(group_name="publish", deps=[product_images, image_reviews], kinds={"json", "parquet"})
+def image_manifest(
+    context: AssetExecutionContext,
+    store: ImageStoreResource,
+    image_reviewer: ImageReviewerResource,
+    coordination: CoordinationResource,
+) -> MaterializeResult:
+    """One row per stored image (product_id, key, thumbnail_key, url, thumbnail_url, sha256, bytes, width,
+    height, content_type, source, model, prompt_fingerprint, attempts, generated_at, the figures border_mean,
+    border_min, border_white_share, fill_share, square, min_edge_ok, and `variants`: the delivery variants'
+    key, url, format, width, height, bytes, content_type and sha256), `retakes`, `review` (the stored
+    review of that very image) and `review_status`, as JSON and Parquet in the store under
+    `manifests/manifest-<UTC timestamp>` plus a stable `manifests/latest.json`. An image whose batch's
+    `image_reviews` has not reviewed it yet is reviewed here first. A rerun whose rows equal the latest
+    manifest's writes no new one."""
     client = store.get_client()
     index = _index(client)
-    outcomes = collect_outcomes(client, index["partitions"])
-    rows, problems = build_manifest(client, outcomes)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    document = {"generated_at": stamp, "store": client.location, "count": len(rows), "rows": rows}
-    client.put_json(f"manifests/manifest-{stamp}.json", document)
-    client.put(
-        f"manifests/manifest-{stamp}.parquet", to_parquet(rows, MANIFEST_COLUMNS), content_type=PARQUET
-    )
-    client.put_json(state.MANIFEST_LATEST_KEY, document)
+    rows, problems = build_manifest(client, collect_outcomes(client, index["partitions"]))
+    attach_reviews(rows, collect_reviews(client, index["partitions"]), state.read_rejections(client))
+    by_product = {row["product_id"]: row for row in rows}
+    reviewer = image_reviewer.get_client()
+    reviewed_now = _review_missing(context, client, reviewer, coordination.get_client(), by_product)
+    if reviewed_now["reviews_made_at_publish"]:
+        attach_reviews(rows, collect_reviews(client, index["partitions"]), state.read_rejections(client))
+    manifest_key, written = _write_manifest(client, rows)
     for problem in problems[:20]:
         context.log.warning(problem)
+    context.log.info(
+        f"{len(rows)} images; manifest {manifest_key} "
+        + ("written" if written else "unchanged (same rows as the latest manifest), not rewritten")
+    )
     sources: dict[str, int] = {}
+    statuses: dict[str, int] = {}
     for row in rows:
         sources[row["source"]] = sources.get(row["source"], 0) + 1
+        statuses[row["review_status"]] = statuses.get(row["review_status"], 0) + 1
     total = sum(r["bytes"] for r in rows)
     return MaterializeResult(
         metadata={
@@ -57,17 +104,57 @@ def image_manifest(context: AssetExecutionContext, store: ImageStoreResource) ->
             "total_bytes": total,
             "mean_bytes": round(total / len(rows)) if rows else 0,
             "sources": MetadataValue.json(sources),
+            "reviews": MetadataValue.json(statuses),
+            "variants": sum(len(r.get("variants") or []) for r in rows),
             "problems": len(problems),
-            "location": MetadataValue.url(client.url(state.MANIFEST_LATEST_KEY)),
-            "manifest_key": f"manifests/manifest-{stamp}.json",
+            "location": store_link(client, state.MANIFEST_LATEST_KEY),
+            "manifest_key": manifest_key,
+            "manifest_written": written,
+            **reviewed_now,
         }
     )
 
 
+def _write_manifest(client: ImageStore, rows: list[dict]) -> tuple[str, bool]:
+    """Write a timestamped manifest and latest.json, unless the latest one has these rows already.
+    Returns (the key of the manifest that holds these rows, whether it was written now)."""
+    digest = rows_digest(rows)
+    latest = client.get_json(state.MANIFEST_LATEST_KEY, default=None) or {}
+    if latest.get("manifest_key") and latest.get("rows_sha256") == digest:
+        return latest["manifest_key"], False
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    key = f"manifests/manifest-{stamp}.json"
+    document = {
+        "generated_at": stamp,
+        "manifest_key": key,
+        "rows_sha256": digest,
+        "store": client.location,
+        "count": len(rows),
+        "rows": rows,
+    }
+    client.put_json(key, document)
+    client.put(
+        key.removesuffix(".json") + ".parquet", to_parquet(rows, MANIFEST_COLUMNS), content_type=PARQUET
+    )
+    client.put_json(state.MANIFEST_LATEST_KEY, document)
+    return key, True
+
+
 @asset(group_name="publish", deps=[image_manifest], kinds={"json", "parquet"})
-def linked_catalog(context: AssetExecutionContext, store: ImageStoreResource) -> MaterializeResult:
-    """The catalog with `image.url` set to each product's durable store URL and `image.alt_text` from the
-    product; products without a stored image carry no URL. JSON and Parquet in the store under `catalog/`."""
+def linked_catalog(
+    context: AssetExecutionContext,
+    store: ImageStoreResource,
+    text_embedder: TextEmbedderResource,
+    image_reviewer: ImageReviewerResource,
+    coordination: CoordinationResource,
+) -> MaterializeResult:
+    """The catalog, every input field kept, with `image.url` and `image.thumbnail_url` set to each
+    product's store URLs, `image.variants` ([{url, width, type}], AVIF then WebP, narrowest first) and
+    `image.srcset` (one srcset string per type) for `<picture>`/`<img srcset>`, `image.alt_text` describing
+    the stored image and `image.vector_embedding` (512 unit floats) embedded from that description; products
+    without a stored image carry no URL, alt text or vector. JSON and Parquet in the store under `catalog/`,
+    beside the search demo's `s3_url_mapping.json`, the Elasticsearch index mapping and bulk NDJSON. The
+    local store's URLs are relative to the store root unless a public base URL is set."""
     client = store.get_client()
     _refuse_if_blocked(context)
     index = _index(client)
@@ -75,11 +162,17 @@ def linked_catalog(context: AssetExecutionContext, store: ImageStoreResource) ->
     if manifest is None:
         raise Failure(description="no manifest in the store: materialize image_manifest first")
     by_product = {row["product_id"]: row for row in manifest["rows"]}
+    coordinator = coordination.get_client()
+    reviewed_now = _review_missing(context, client, image_reviewer.get_client(), coordinator, by_product)
     products = []
     for partition in index["partitions"]:
         products.extend(state.read_batch_products(client, partition) or [])
     linked = link_catalog(products, by_product)
-    client.put_json(state.LINKED_JSON_KEY, linked)
+    embedder = text_embedder.get_client()
+    embedder.share_limits(coordinator)  # every embeddings request paced and guarded like generation's calls
+    search = _add_search_fields(context, client, linked, by_product, embedder)
+    _put_linked_json(client, linked)
+    search.update(_write_search_exports(client, linked))
     flat = [_parquet_row(p) for p in linked]
     client.put(state.LINKED_PARQUET_KEY, to_parquet(flat), content_type=PARQUET)
     with_url = sum(1 for p in linked if p["image"].get("url"))
@@ -91,26 +184,155 @@ def linked_catalog(context: AssetExecutionContext, store: ImageStoreResource) ->
             "with_image_url": with_url,
             "without_image": len(linked) - with_url,
             "url_expiry": "never (durable URLs)" if not expiry else f"presigned, expires in {expiry} s",
-            "location": MetadataValue.url(client.url(state.LINKED_JSON_KEY)),
+            "location": store_link(client, state.LINKED_JSON_KEY),
             "sample": MetadataValue.md(md_table(["id", "name", "url"], sample)),
+            **reviewed_now,
+            **search,
         }
     )
 
 
-def _refuse_if_blocked(context: AssetExecutionContext) -> None:
-    """Blocking checks stop linked_catalog within their run; this also holds when linked_catalog is
-    materialized on its own later: the latest run of a blocking manifest check must not have failed."""
-    from catalog_assets.checks import BLOCKING_MANIFEST_CHECKS
+def _review_missing(
+    context: AssetExecutionContext,
+    client: ImageStore,
+    reviewer: ImageReviewer,
+    coordinator: Coordinator,
+    by_product: dict,
+) -> dict:
+    """Reviews for the manifest's images that have none yet (their batch's `image_reviews` did not run,
+    e.g. after a run of `product_images` alone), stored like `image_reviews` stores them; each manifest row
+    in `by_product` gets its review. Returns the metadata of what was reviewed here."""
+    missing: dict[str, list[str]] = {}
+    for pid, row in by_product.items():
+        if row.get("review") is None:
+            missing.setdefault(row.get("partition") or "", []).append(pid)
+    if not missing:
+        return {"reviews_made_at_publish": 0}
+    try:
+        reviewer.check_config()
+    except RunStopped as exc:
+        raise Failure(description=exc.message) from None
+    made, calls, failed = 0, 0, 0
+    for partition, pids in sorted(missing.items()):
+        wanted = set(pids)
+        products = [p for p in state.read_batch_products(client, partition) or [] if p["id"] in wanted]
+        batch = BatchReviewer(reviewer=reviewer, store=client, coordinator=coordinator)
+        previous = state.read_reviews(client, partition)
+        rows = batch.review(products, state.read_outcomes(client, partition), previous)
+        state.write_reviews(client, partition, context.run.run_id, {**previous, **rows}.values())
+        for pid, review_row in rows.items():
+            if review_row["image_sha256"] == by_product[pid]["sha256"]:
+                by_product[pid]["review"] = review_row["review"]
+        made, calls, failed = (
+            made + batch.stats.reviewed,
+            calls + batch.stats.calls,
+            failed + len(batch.stats.failed),
+        )
+    context.log.info(
+        f"{made} images had no stored review and were reviewed now by {reviewer.model} ({calls} calls, "
+        f"{failed} failed: those are described from their product's fields)"
+    )
+    return {"reviews_made_at_publish": made, "review_calls_at_publish": calls}
 
+
+def _add_search_fields(
+    context: AssetExecutionContext,
+    client: ImageStore,
+    linked: list[dict],
+    manifest: dict,
+    embedder: TextEmbedder,
+) -> dict:
+    """Alt text and vectors for the linked products (vectors of the previous linked catalog reused by
+    text fingerprint); returns their metadata."""
+    embedder.check_config()
+    previous = previous_vectors(client.get_json(state.LINKED_JSON_KEY, default=None))
+    started = time.perf_counter()
+    stats = add_search_fields(linked, manifest, embedder, previous)
+    seconds = time.perf_counter() - started
+    context.log.info(
+        f"vectors by {embedder.model}: {stats.embedded} texts embedded, {stats.reused} reused, "
+        f"{stats.without_image} products without an image ({seconds:.2f} s)"
+    )
+    return {
+        "embedding_model": embedder.model,
+        "embedding_offline": not embedder.paid,
+        "vectors_embedded": stats.embedded,
+        "vectors_reused": stats.reused,
+        "search_fields_seconds": round(seconds, 3),
+    }
+
+
+def _put_linked_json(client: ImageStore, linked: list[dict]) -> None:
+    """The linked catalog as compact JSON: with 512 floats per product, an indented file is twice the size
+    and takes the pure-Python encoder (about 8 times slower)."""
+    text = json.dumps(linked, sort_keys=True, ensure_ascii=False, default=str, separators=(",", ":"))
+    client.put(state.LINKED_JSON_KEY, text.encode(), content_type=JSON)
+
+
+def _write_search_exports(client: ImageStore, linked: list[dict]) -> dict:
+    """`s3_url_mapping.json`, the index mapping and the bulk NDJSON beside the linked catalog. The NDJSON is
+    validated against the mapping before it is stored: an invalid one fails the asset, the stored one stays."""
+    mapping = index_mapping()
+    with tempfile.TemporaryDirectory(prefix="catalog-bulk-") as tmp:
+        bulk = Path(tmp) / BULK_FILE
+        documents = write_bulk_ndjson(linked, bulk)
+        # products without an image have no vector (null): valid for Elasticsearch, so not required here
+        validation = validate_bulk_ndjson(bulk, mapping, require_vector=False)
+        if not validation.ok:
+            try:
+                validation.raise_for_problems()
+            except BulkFormatError as exc:
+                raise Failure(description=f"not writing {state.BULK_NDJSON_KEY}: {exc}") from None
+        client.put(state.BULK_NDJSON_KEY, bulk.read_bytes(), content_type=NDJSON)
+    urls = s3_url_mapping(linked)
+    client.put(
+        state.S3_URL_MAPPING_KEY,
+        json.dumps(urls, indent=2, ensure_ascii=False).encode() + b"\n",
+        content_type=JSON,
+    )
+    client.put(state.ES_MAPPING_KEY, json.dumps(mapping, indent=2).encode() + b"\n", content_type=JSON)
+    return {
+        "s3_url_mapping": store_link(client, state.S3_URL_MAPPING_KEY),
+        "s3_url_mapping_products": len(urls["product_to_s3_url"]),
+        "es_mapping": store_link(client, state.ES_MAPPING_KEY),
+        "bulk_ndjson": store_link(client, state.BULK_NDJSON_KEY),
+        "bulk_documents": documents,
+    }
+
+
+def _refuse_if_blocked(context: AssetExecutionContext) -> None:
+    """Publish only on a verdict: the latest execution of every blocking manifest check completed and passed,
+    on the image_manifest materialization there is now. A check never run, still running, crashed, skipped or
+    failed refuses, in the publish run and when linked_catalog is materialized on its own later."""
     keys = [AssetCheckKey(image_manifest.key, name) for name in BLOCKING_MANIFEST_CHECKS]
-    latest = context.instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)
-    failed = [
-        k.name for k, record in latest.items() if record.status == AssetCheckExecutionRecordStatus.FAILED
-    ]
-    if failed:
+    latest = latest_check_executions(context.instance, keys)
+    materialized = context.instance.fetch_materializations(image_manifest.key, limit=1).records
+    current = materialized[0].storage_id if materialized else None
+    # A check judged the current manifest when its evaluation names that materialization, or when it ran in
+    # the run that wrote it: in a run with a partition key (e.g. `--partition batch-0003` with the publish
+    # assets) the unpartitioned manifest's check evaluations do not name the materialization of that run.
+    current_run = materialized[0].run_id if materialized else None
+    why = {
+        "never run": "never ran",
+        "running": "is still running",
+        "crashed": "did not report: its run failed first",
+        "skipped": "was skipped in its latest run",
+        "failed": "failed",
+    }
+    refused = []
+    for key in keys:
+        execution = latest[key]
+        if execution.state != "succeeded":
+            refused.append(f"{key.name} {why[execution.state]}")
+        elif (
+            current is not None and execution.target_storage_id != current and execution.run_id != current_run
+        ):
+            refused.append(f"{key.name} passed on an older image_manifest")
+    if refused:
         raise Failure(
-            description=f"not publishing: blocking check(s) {', '.join(sorted(failed))} failed on the latest "
-            "image_manifest; fix the store and rematerialize image_manifest with its checks"
+            description=f"not publishing: blocking check(s) {'; '.join(refused)} on the latest image_manifest; "
+            "fix what a failed check reports, then rematerialize image_manifest with its checks (publish_job), "
+            "or run them on the store as it is (`catalog-images check --select image_manifest`)"
         )
 
 
@@ -145,11 +367,19 @@ def _parquet_row(product: dict) -> dict:
         else:
             row[key] = None if value is None and kind else _json(value)
     row["image_url"] = product["image"].get("url")
+    row["image_thumbnail_url"] = product["image"].get("thumbnail_url")
     row["image_alt_text"] = product["image"].get("alt_text")
+    row.update(_parquet_search_columns(product))
     return row
 
 
-def _json(value) -> str:
-    import json
+def _parquet_search_columns(product: dict) -> dict:
+    """The vector columns: a list of 512 floats (null without an image) and the model that made it."""
+    return {
+        "image_vector_embedding": product["image"].get("vector_embedding"),
+        "image_embedding_model": product["image"].get("embedding_model"),
+    }
 
+
+def _json(value) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)

@@ -2,7 +2,8 @@
 
 Implementations: the offline product-card renderer (embedded default and fallback) in `offline.py`, and
 the OpenAI Images API in `openai_images.py`. A generator makes exactly one attempt per call; retries,
-refinement, rate limiting and the breaker live in `catalog_assets.generation`, so every attempt is counted.
+refinement, rate limiting, the breaker and the first-call gate live in `catalog_assets.call_policy`, so every
+attempt is counted.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 
 from pydantic import Field
 
-from catalog_assets.imaging import OFFLINE_MODEL, render_product_card
+from catalog_assets.cards import OFFLINE_MODEL, render_product_card
 from catalog_assets.resources.image_api import GeneratedImage, ImageGenerator, ImageGeneratorResource
 
 

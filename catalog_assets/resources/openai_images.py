@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import logging
 import re
 import secrets
 import threading
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
 import httpx2
@@ -22,6 +21,7 @@ from pydantic import Field, PrivateAttr
 
 from catalog_assets.errors import ErrorClass, ImageAPIError, RunStopped, classify_openai_error, redact
 from catalog_assets.resources.image_api import GeneratedImage, ImageGenerator, ImageGeneratorResource
+from catalog_assets.resources.openai_client import Secret, SharedSDKClient, response_headers
 
 log = logging.getLogger(__name__)
 
@@ -69,22 +69,7 @@ def client_request_id(product_id: str, attempt: int) -> str:
     return f"{product}-a{int(attempt)}-{secrets.token_hex(4)}"
 
 
-class _Secret:
-    """Holds the key so that no repr, vars() dump or log line of the generator can show it."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "'***'" if self._value else "''"
-
-
-class OpenAIImageGenerator(ImageGenerator):
+class OpenAIImageGenerator(SharedSDKClient, ImageGenerator):
     """One `images.generate` call per `generate()`; failures raise a classified `ImageAPIError`."""
 
     paid = True
@@ -104,8 +89,10 @@ class OpenAIImageGenerator(ImageGenerator):
         images_per_minute: float | None = 60.0,
         max_download_bytes: int = 20_000_000,
         concurrency: int = 32,
+        generation_mode: str = "sync",
     ) -> None:
-        self._key = _Secret((api_key or "").strip())
+        self.generation_mode = generation_mode
+        self._key = Secret((api_key or "").strip())
         self.base_url = base_url or None
         self.model, self.size, self.quality = model, size, quality
         self.output_format, self.output_compression, self.moderation = (
@@ -150,12 +137,13 @@ class OpenAIImageGenerator(ImageGenerator):
             problems.append("moderation must be 'auto' or 'low'")
         if self.timeout_s <= 0:
             problems.append("timeout_s must be positive")
+        if self.generation_mode not in ("sync", "batch"):
+            problems.append("generation_mode (CATALOG_GENERATION_MODE) must be 'sync' or 'batch'")
         if problems:
             raise RunStopped(ErrorClass.CONFIGURATION, "image generator settings: " + "; ".join(problems))
 
     def rate_limit_bucket(self) -> str:
-        digest = hashlib.sha256(self._key.reveal().encode()).hexdigest()[:16]
-        return f"openai:{digest}:{self.model}"
+        return self.account_bucket(self.model)
 
     def generate(
         self, *, product_id: str, prompt: str, attempt: int, product: Mapping | None = None
@@ -170,11 +158,11 @@ class OpenAIImageGenerator(ImageGenerator):
                 **self.request_params(prompt), extra_headers=headers
             )
             response = raw.parse()
-            response_headers = {k.lower(): v for k, v in raw.headers.items() if k.lower() != "set-cookie"}
+            answer_headers = response_headers(raw.headers)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a classified ImageAPIError
             error = classify_openai_error(exc, secrets=(self._key.reveal(),))
         else:
-            return self._image(response, response_headers)
+            return self._image(response, answer_headers)
         raise error
 
     # -- helpers ----------------------------------------------------------------------------------------
@@ -194,23 +182,16 @@ class OpenAIImageGenerator(ImageGenerator):
             params["output_compression"] = self.output_compression
         return params
 
-    def client(self) -> openai.OpenAI:
-        """The shared SDK client (thread-safe), made on first use; `max_retries=0`: every attempt is ours."""
-        with self._lock:
-            if self._client is None:
-                self._client = openai.OpenAI(
-                    api_key=self._key.reveal(),
-                    base_url=self.base_url,  # None: the SDK reads OPENAI_BASE_URL, else api.openai.com
-                    max_retries=0,
-                    timeout=httpx2.Timeout(self.timeout_s, connect=min(self.timeout_s, 10.0)),
-                )
-            return self._client
-
-    def close(self) -> None:
-        with self._lock:
-            if self._client is not None:
-                self._client.close()
-                self._client = None
+    def image_from_body(self, body: Mapping[str, Any]) -> GeneratedImage:
+        """The image of an `ImagesResponse` body as a Batch API output line carries it, decoded and checked
+        as the synchronous answer is."""
+        try:
+            response = openai.types.ImagesResponse.model_validate(body)
+        except ValueError:
+            raise ImageAPIError(
+                ErrorClass.INVALID_IMAGE, "the batch line's body did not match the ImagesResponse schema"
+            ) from None
+        return self._image(response, {})
 
     def _image(self, response: Any, headers: dict[str, str]) -> GeneratedImage:
         item = response.data[0] if response.data else None
@@ -343,6 +324,13 @@ class OpenAIImageGeneratorResource(ImageGeneratorResource):
         "images_per_minute / 60 x seconds per image, plus a quarter for decoding and storing.",
     )
 
+    generation_mode: Literal["sync", "batch"] = Field(
+        default="sync",
+        description="sync: one Images API call per product while the run waits. batch: each partition goes to "
+        "OpenAI's Batch API as one file at half the price (completes within 24 h); the run that submits ends, "
+        "batch_images_sensor requests the run that stores the images. Set with CATALOG_GENERATION_MODE.",
+    )
+
     _generator: OpenAIImageGenerator | None = PrivateAttr(default=None)
 
     def get_client(self) -> OpenAIImageGenerator:
@@ -360,6 +348,7 @@ class OpenAIImageGeneratorResource(ImageGeneratorResource):
                 images_per_minute=self.images_per_minute,
                 max_download_bytes=self.max_download_bytes,
                 concurrency=self.concurrency,
+                generation_mode=self.generation_mode,
             )
         return self._generator
 

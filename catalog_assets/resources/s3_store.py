@@ -8,7 +8,7 @@ import base64
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import boto3
 from botocore import UNSIGNED
@@ -39,10 +39,11 @@ from catalog_assets.resources.store import (
     StoredObject,
     check_key,
     sha256_hex,
+    without_query,
 )
 
 UrlStyle = Literal["public", "presigned"]
-LONG_CACHE_PREFIXES = ("images/", "thumbnails/")
+LONG_CACHE_PREFIXES = ("images/", "thumbnails/", "variants/")
 SHA256_METADATA_KEY = "sha256"
 MAX_PRESIGN_EXPIRY_S = 7 * 24 * 3600  # SigV4 refuses longer
 _METADATA_KEY = re.compile(r"^[a-z0-9][a-z0-9-]*$")
@@ -51,7 +52,13 @@ _METADATA_KEY = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _METADATA_VALUE = re.compile(r"^([\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?)?$")
 _MAX_METADATA_BYTES = 2048  # S3's limit on user metadata (keys plus values)
 # The earlier attempt stored PNG content types under .jpg keys; browsers and CDNs trust the header.
-_IMAGE_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp"}
+_IMAGE_TYPES = {
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".png": "image/png",
+    ".webp": "image/webp",
+    ".avif": "image/avif",
+}
 
 _NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
 _NO_BUCKET = frozenset({"NoSuchBucket"})
@@ -212,6 +219,30 @@ class S3ImageStore(ImageStore):
 
     def url(self, key: str) -> str:
         return self._url(self._full_key(key))
+
+    def locate(self, key: str) -> str:
+        """The public URL; for a presigned store the s3:// address, since a signed URL expires."""
+        full_key = self._full_key(key)
+        return (
+            f"s3://{self.bucket}/{full_key}" if self.url_style == "presigned" else self._public_url(full_key)
+        )
+
+    def key_for_url(self, url: str) -> str | None:
+        """Keys back from public URLs (base URL, virtual-hosted or path-style) and, in presigned mode, from
+        presigned ones: whatever precedes the key in the URL this store makes is the same for every key."""
+        bare = without_query(url)
+        probe = "k"
+        for made in {
+            self._public_url(self._full_key(probe)),
+            without_query(self._url(self._full_key(probe))),
+        }:
+            base = made[: -len(probe)]  # ends with the prefix and '/', when there is a prefix
+            if bare.startswith(base) and len(bare) > len(base):
+                try:
+                    return check_key(unquote(bare[len(base) :]))
+                except StoreError:
+                    return None
+        return None
 
     def _cache_control(self, key: str) -> str:
         return self.cache_control if key.startswith(self.long_cache_prefixes) else self.data_cache_control

@@ -11,12 +11,12 @@ import hashlib
 import json
 import os
 import re
-import tempfile
+import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 from dagster import ConfigurableResource
 from pydantic import Field
@@ -107,6 +107,15 @@ class ImageStore(ABC):
     def url(self, key: str) -> str:
         """A durable URL for the object (never an expiring one unless the store is configured so)."""
 
+    @abstractmethod
+    def key_for_url(self, url: str) -> str | None:
+        """The key of the object a URL from `url()` names (query string ignored), or None when the URL is
+        not one of this store's."""
+
+    def locate(self, key: str) -> str:
+        """Where a person opens the object: its URL, or a file path when the store has no absolute URLs."""
+        return self.url(key)
+
     def delete(self, key: str) -> None:  # pragma: no cover - optional for stores
         raise NotImplementedError
 
@@ -122,7 +131,14 @@ class ImageStore(ABC):
 
 
 class LocalImageStore(ImageStore):
-    """A directory. Each object is a file plus a `.meta/<key>.json` sidecar with its sha256 and metadata."""
+    """A directory. Each object is a file plus a `.meta/<key>.json` sidecar with its sha256 and metadata.
+
+    URLs: with `public_base_url` (the URL a web server serves the directory under), that base plus the key;
+    without it, the key itself, a URL relative to the store root, so a page at the store root (or one whose
+    `<base href>` is the store's URL) loads it over http, and moving the folder breaks nothing. Files get
+    the mode the process's umask gives (0644 under umask 022), so a web server running as another user can
+    read them.
+    """
 
     def __init__(self, root: str | os.PathLike, public_base_url: str | None = None) -> None:
         self.root = Path(root).resolve()
@@ -140,7 +156,10 @@ class LocalImageStore(ImageStore):
     @staticmethod
     def _atomic_write(path: Path, data: bytes) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+        # os.open with 0o666 lets the umask decide the mode, as for any file a program writes (mkstemp would
+        # make it 0600, unreadable to a web server running as another user); O_EXCL keeps the name ours.
+        tmp = path.parent / f".tmp-{secrets.token_hex(8)}{path.suffix}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
@@ -148,7 +167,7 @@ class LocalImageStore(ImageStore):
                 os.fsync(f.fileno())
             os.replace(tmp, path)
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
             raise
 
     def put(self, key, data, *, content_type, metadata=None, create_only=False) -> PutResult:
@@ -208,11 +227,38 @@ class LocalImageStore(ImageStore):
         check_key(key)
         if self.public_base_url:
             return f"{self.public_base_url}/{quote(key)}"
-        return (self.root / key).as_uri()
+        return quote(key)
+
+    def key_for_url(self, url: str) -> str | None:
+        """Both forms map back: the relative one (`images/P-1.jpg`, relative to the store root) and, with a
+        public base URL, the base URL one."""
+        bare = without_query(url)
+        if self.public_base_url and bare.startswith(self.public_base_url + "/"):
+            return _valid_key(unquote(bare[len(self.public_base_url) + 1 :]))
+        parts = urlsplit(bare)
+        if parts.scheme or parts.netloc or parts.path.startswith("/"):
+            return None
+        return _valid_key(unquote(parts.path.removeprefix("./")))
+
+    def locate(self, key: str) -> str:
+        check_key(key)
+        return self.url(key) if self.public_base_url else str(self.root / key)
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
         self._path(key, meta=True).unlink(missing_ok=True)
+
+
+def without_query(url: str) -> str:
+    """The URL without its query string and fragment (a presigned or cache-busting URL names the same object)."""
+    return url.split("#", 1)[0].split("?", 1)[0]
+
+
+def _valid_key(key: str) -> str | None:
+    try:
+        return check_key(key)
+    except StoreError:
+        return None
 
 
 DEFAULT_IMPORT_DIR = "data/store"
@@ -243,8 +289,10 @@ class LocalImageStoreResource(ImageStoreResource):
     )
     public_base_url: str | None = Field(
         default=None,
-        description="Optional base URL the directory is served under (e.g. a static file server).",
+        description="Base URL the directory is served under, e.g. http://localhost:8000/ in front of "
+        "`python -m http.server -d data/store` (CATALOG_PUBLIC_BASE_URL). Unset: URLs relative to the store "
+        "root (images/PROD-000001.jpg).",
     )
 
     def get_client(self) -> ImageStore:
-        return LocalImageStore(self.root, self.public_base_url)
+        return LocalImageStore(self.root, self.public_base_url or None)

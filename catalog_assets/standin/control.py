@@ -86,6 +86,9 @@ class StandInServer(StandInClient):
             self._server = None
         if self._thread is not None:
             self._thread.join(timeout=5)
+        for thread in self.app.batches.threads:
+            thread.join(timeout=5)
+        self.app.files.close()
 
     # In-process: read and change the state directly rather than over HTTP.
     def stats(self, *, products: bool = True) -> dict[str, Any]:

@@ -50,7 +50,13 @@ def masked(key: str) -> str:
     return f"{key[:3]}{'*' * max(4, len(key) - 7)}{key[-4:]}" if len(key) > 8 else "*" * len(key)
 
 
-def fault_error(kind: str, model: str, config: StandInConfig, limit: int | None) -> APIError:
+def fault_error(
+    kind: str,
+    model: str,
+    config: StandInConfig,
+    limit: int | None,
+    unit: str = "images per minute (IPM)",
+) -> APIError:
     if kind == "invalid_key":
         return APIError(
             401,
@@ -72,8 +78,7 @@ def fault_error(kind: str, model: str, config: StandInConfig, limit: int | None)
         wait = config.fault_retry_after_s
         return APIError(
             429,
-            f"Rate limit reached for {model} on images per minute (IPM): Limit {limit or 0}. "
-            f"Please try again in {wait:g}s.",
+            f"Rate limit reached for {model} on {unit}: Limit {limit or 0}. Please try again in {wait:g}s.",
             "requests",
             "rate_limit_exceeded",
             headers={"retry-after": str(max(1, round(wait))), "retry-after-ms": str(round(wait * 1000))},
@@ -84,6 +89,14 @@ def fault_error(kind: str, model: str, config: StandInConfig, limit: int | None)
             "Your request was rejected by the safety system. If you believe this is an error, contact us.",
             "image_generation_user_error",
             "moderation_blocked",
+        )
+    if kind == "content_policy_violation":
+        return APIError(
+            400,
+            "Your request was rejected as a result of our safety system. Your prompt may contain text that "
+            "is not allowed by our safety system.",
+            "invalid_request_error",
+            "content_policy_violation",
         )
     return APIError(
         500,

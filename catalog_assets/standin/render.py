@@ -8,6 +8,8 @@ import hashlib
 import io
 import random
 import textwrap
+import threading
+from collections import OrderedDict
 from functools import lru_cache
 
 from PIL import Image, ImageDraw, ImageOps
@@ -17,12 +19,41 @@ from catalog_assets.imaging import font
 PIL_FORMATS = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP"}
 
 
-@lru_cache(maxsize=64)
-def _gradient(width: int, height: int, angle: int, c1: tuple, c2: tuple) -> Image.Image:
-    # Colourised at 256 px and scaled up: a few ms instead of a full-size colourise per image.
+#: bytes of full-size gradients kept (least recently used dropped first): small images mostly hit
+GRADIENT_CACHE_BYTES = 96 * 1024 * 1024
+_full: OrderedDict[tuple, Image.Image] = OrderedDict()
+_full_bytes = 0
+_full_lock = threading.Lock()
+
+
+@lru_cache(maxsize=256)
+def _small_gradient(angle: int, c1: tuple, c2: tuple) -> Image.Image:
+    # Colourised at 192 px and scaled up: a few ms instead of a full-size colourise per image.
     base = Image.linear_gradient("L").rotate(angle, resample=Image.Resampling.BILINEAR, expand=False)
-    base = ImageOps.colorize(base.crop((32, 32, 224, 224)), c1, c2)
-    return base.resize((width, height), Image.Resampling.BILINEAR)
+    return ImageOps.colorize(base.crop((32, 32, 224, 224)), c1, c2)
+
+
+def _gradient(width: int, height: int, angle: int, c1: tuple, c2: tuple) -> Image.Image:
+    """A fresh copy of the full-size gradient, from a cache bounded in bytes (not entries: one 2048x2048
+    entry is 12 MB)."""
+    global _full_bytes
+    key = (width, height, angle, c1, c2)
+    with _full_lock:
+        cached = _full.get(key)
+        if cached is not None:
+            _full.move_to_end(key)
+            return cached.copy()
+    image = _small_gradient(angle, c1, c2).resize((width, height), Image.Resampling.BILINEAR)
+    size = width * height * 3
+    if size <= GRADIENT_CACHE_BYTES // 8:
+        with _full_lock:
+            if key not in _full:
+                _full[key] = image.copy()
+                _full_bytes += size
+            while _full_bytes > GRADIENT_CACHE_BYTES:
+                _, dropped = _full.popitem(last=False)
+                _full_bytes -= dropped.width * dropped.height * 3
+    return image
 
 
 def _colour(rng: random.Random) -> tuple[int, int, int]:
@@ -38,11 +69,16 @@ def render_image(
     index: int = 0,
 ) -> bytes:
     """Encode one `width`x`height` image for `prompt` in `output_format` (jpeg | png | webp)."""
+    return encode(render_picture(prompt, width, height, index), output_format, compression)
+
+
+def render_picture(prompt: str, width: int, height: int, index: int = 0) -> Image.Image:
+    """The picture for `prompt` (not yet encoded)."""
     digest = hashlib.sha256(f"{index}:{prompt}".encode()).digest()
     rng = random.Random(digest)
     # Gradients come from a small palette so the cache stays warm; the shapes make every image unique.
     palette = random.Random(digest[0] % 16)
-    image = _gradient(width, height, 45 * (digest[1] % 8), _colour(palette), _colour(palette)).copy()
+    image = _gradient(width, height, 45 * (digest[1] % 8), _colour(palette), _colour(palette))
     draw = ImageDraw.Draw(image)
     unit = min(width, height)
     for _ in range(7 + digest[2] % 5):
@@ -63,7 +99,10 @@ def render_image(
     draw.rectangle((left - 12, top - 12, right + 12, bottom + 12), fill=(255, 255, 255))
     draw.multiline_text((margin, margin), text, font=label_font, fill=(20, 20, 20))
     draw.text((margin, height - margin - unit // 22), "stand-in image", font=label_font, fill=(255, 255, 255))
+    return image
 
+
+def encode(image: Image.Image, output_format: str, compression: int | None = None) -> bytes:
     out = io.BytesIO()
     pil_format = PIL_FORMATS[output_format]
     if pil_format == "PNG":

@@ -28,6 +28,12 @@ def parse_client_request_id(value: str | None) -> tuple[str, int] | None:
     return unquote(match["product"]), int(match["attempt"])
 
 
+def product_of_custom_id(custom_id: str) -> str:
+    """The product a batch line bills: `PROD-1-a2-xyz` (like X-Client-Request-Id), `PROD-1:...`, `PROD-1`."""
+    parsed = parse_client_request_id(custom_id)
+    return parsed[0] if parsed else custom_id.split(":", 1)[0]
+
+
 def format_duration(seconds: float) -> str:
     """Go-style durations as OpenAI sends in `x-ratelimit-reset-*`: "250ms", "1.5s", "6m0s", "1h0m0s"."""
     seconds = max(0.0, seconds)
@@ -51,11 +57,11 @@ class LimitDecision:
     reset_s: float  # until the bucket is full again
     retry_after_s: float  # until the next image is allowed (0 when allowed)
 
-    def headers(self) -> dict[str, str]:
+    def headers(self, unit: str = "images") -> dict[str, str]:
         return {
-            "x-ratelimit-limit-images": str(self.limit),
-            "x-ratelimit-remaining-images": str(self.remaining),
-            "x-ratelimit-reset-images": format_duration(self.reset_s),
+            f"x-ratelimit-limit-{unit}": str(self.limit),
+            f"x-ratelimit-remaining-{unit}": str(self.remaining),
+            f"x-ratelimit-reset-{unit}": format_duration(self.reset_s),
         }
 
 
@@ -85,18 +91,25 @@ class TokenBucket:
         )
 
 
-def draw_fault(config: StandInConfig, rng: random.Random, key: str | None) -> str | None:
+def draw_fault(
+    config: StandInConfig,
+    rng: random.Random | None,
+    key: str | None,
+    faults: dict[str, float] | None = None,
+) -> str | None:
     """The injected fault for one request, or None. With a `key` (product, attempt and how many times that
-    pair was seen) the draw is a hash, so the same requests fail whatever the thread scheduling."""
-    if not config.faults:
+    pair was seen) the draw is a hash, so the same requests fail whatever the thread scheduling.
+    `faults` overrides the images' `config.faults` (batch lines, reviews and embeddings have their own)."""
+    faults = config.faults if faults is None else faults
+    if not faults:
         return None
     if key is None:
-        u = rng.random()
+        u = (rng or random).random()
     else:
         u = int.from_bytes(hashlib.sha256(f"{config.seed}:{key}".encode()).digest()[:8], "big") / 2**64
     edge = 0.0
     for kind in FAULT_KINDS:
-        edge += config.faults.get(kind, 0.0)
+        edge += faults.get(kind, 0.0)
         if u < edge:
             return kind
     return None
@@ -145,6 +158,25 @@ class Stats:
         self.seen: Counter[tuple[str, int]] = Counter()
         self.request_ids: deque[str] = deque(maxlen=2000)
         self.recent: deque[dict[str, Any]] = deque(maxlen=500)
+        # Files, batches, reviews, embeddings: requests per endpoint and billing by path.
+        self.endpoints: Counter[str] = Counter()
+        self.images_billed_batch = 0
+        self.billed: dict[str, Counter[str]] = {}
+        self.batch_seen: Counter[str] = Counter()
+        self.batch_lines: Counter[str] = Counter()
+        self.batch_faults_injected: Counter[str] = Counter()
+        self.batches_ended: Counter[str] = Counter()
+        self.content_bytes = 0
+        self.text_seen: Counter[str] = Counter()
+        self.reviews = TextStats()
+        self.embeddings = TextStats()
+
+    def bill(self, product: str | None, path: str, images: int) -> None:
+        """Count `images` billed for `product` through `path` ("sync" or "batch")."""
+        if path == "batch":
+            self.images_billed_batch += images
+        if product is not None and images:
+            self.billed.setdefault(product, Counter())[path] += images
 
     def begin(self, request_id: str | None) -> tuple[Call, str | None]:
         """Record an arriving request; returns its call record and its fault-draw key."""
@@ -185,7 +217,52 @@ class Stats:
             "uptime_s": self.now(),
             "request_ids": list(self.request_ids),
             "recent_requests": list(self.recent),
+            "images_billed_sync": self.images,
+            "images_billed_batch": self.images_billed_batch,
+            "endpoints": dict(sorted(self.endpoints.items())),
+            "batch_lines": dict(self.batch_lines),
+            "batch_faults_injected": dict(self.batch_faults_injected),
+            "batches_ended": dict(self.batches_ended),
+            "content_bytes_served": self.content_bytes,
+            "reviews": self.reviews.as_dict(products=products),
+            "embeddings": self.embeddings.as_dict(products=products),
         }
         if products:
             data["products"] = {pid: p.as_dict() for pid, p in self.products.items()}
+            data["billed_products"] = {
+                pid: {"sync": c["sync"], "batch": c["batch"]} for pid, c in sorted(self.billed.items())
+            }
+        return data
+
+
+@dataclass
+class TextStats:
+    """Counts of /v1/responses or /v1/embeddings requests (per product when one is named)."""
+
+    requests: int = 0
+    items: int = 0  # reviews made / texts embedded
+    rejected: int = 0
+    by_outcome: Counter[str] = field(default_factory=Counter)
+    products: dict[str, Counter[str]] = field(default_factory=dict)
+
+    def record(self, product: str | None, outcome: str, items: int = 0, rejected: bool = False) -> None:
+        self.requests += 1
+        self.by_outcome[outcome] += 1
+        self.items += items
+        self.rejected += int(rejected)
+        if product is not None:
+            counts = self.products.setdefault(product, Counter())
+            counts["requests"] += 1
+            counts[outcome] += 1
+            counts["rejected"] += int(rejected)
+
+    def as_dict(self, *, products: bool = True) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "requests": self.requests,
+            "items": self.items,
+            "rejected": self.rejected,
+            "by_outcome": dict(self.by_outcome),
+        }
+        if products:
+            data["products"] = {pid: dict(c) for pid, c in sorted(self.products.items())}
         return data
