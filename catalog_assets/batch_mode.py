@@ -20,11 +20,10 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx2
-import openai
 
 from catalog_assets import imaging
 from catalog_assets.errors import ErrorClass, ImageAPIError, RunStopped, classify_openai_error
@@ -34,6 +33,9 @@ from catalog_assets.prompts import build_prompt, refine_prompt
 from catalog_assets.resources.openai_images import OpenAIImageGenerator
 from catalog_assets.resources.store import ImageStore
 from catalog_assets.retakes import RetakeOrder
+
+if TYPE_CHECKING:
+    import openai
 
 logger = logging.getLogger("catalog_assets.generation")
 
@@ -398,7 +400,9 @@ def classify_line(status: int, error: Mapping[str, Any]) -> ImageAPIError:
     for the same answer would be."""
     message = str(error.get("message") or f"status {status}")
     response = httpx2.Response(status, request=httpx2.Request("POST", f"https://batch.invalid{ENDPOINT}"))
-    exc = openai.APIStatusError(message, response=response, body=dict(error))
+    from openai import APIStatusError
+
+    exc = APIStatusError(message, response=response, body=dict(error))
     return classify_openai_error(exc)
 
 

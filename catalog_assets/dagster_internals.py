@@ -155,20 +155,13 @@ def _claim_free_slot(self, concurrency_key: str, run_id: str, step_key: str):  #
 
 
 def atomic_pool_claims() -> None:
-    """Makes every pool-slot claim of this process one atomic statement, on the SQLite and PostgreSQL event
-    logs (see `_claim_free_slot`). Called where the definitions load, so it holds in each process that runs
-    steps: `catalog-images run` workers, `dagster asset materialize`, runs the daemon launches."""
-    from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+    """Makes every pool-slot claim of this process one atomic statement (see `_claim_free_slot`), on every
+    SQL event log: the claim is `SqlEventLogStorage`'s, which the SQLite, PostgreSQL and MySQL storages
+    inherit. Called where the definitions load, so it holds in each process that runs steps: `catalog-images
+    run` workers, `dagster asset materialize`, runs the daemon launches."""
+    from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
 
-    storages = [SqliteEventLogStorage]
-    try:
-        from dagster_postgres.event_log import PostgresEventLogStorage
-    except ImportError:  # the product extra without PostgreSQL support
-        pass
-    else:
-        storages.append(PostgresEventLogStorage)
-    for storage in storages:
-        storage._claim_concurrency_slot = _claim_free_slot  # noqa: SLF001
+    SqlEventLogStorage._claim_concurrency_slot = _claim_free_slot  # noqa: SLF001
 
 
 def pool_slots_held(instance: DagsterInstance, pool: str) -> dict[str, int]:

@@ -198,9 +198,9 @@ def run_config(
 
     Secrets stay `{"env": ...}` references; only the resources the selected assets use are configured."""
     config: dict[str, Any] = {"resources": {}}
-    if in_process:
-        # One process per run: half the start-up cost, and the process that holds the locks is the CLI's.
-        config["execution"] = {"config": {"in_process": {}}}
+    # the definitions' default, said out loud: the process that holds the locks is the CLI's; or a process
+    # per step, as a run's config may ask
+    config["execution"] = {"config": {"in_process": {}} if in_process else {"multiprocess": {}}}
     if select in ("images", "publish"):
         config["resources"]["image_generator"] = {
             "config": {"api_key": {"env": "OPENAI_API_KEY"}, **(generator or {})}

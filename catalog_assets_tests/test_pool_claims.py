@@ -103,7 +103,10 @@ def test_without_the_atomic_claim_two_claimers_share_a_slot(home):
     assert max(told) > LIMIT, told
 
 
-def test_the_definitions_install_the_atomic_claim():
+def test_the_definitions_install_the_atomic_claim_on_sqlite_and_postgresql():
+    from dagster_postgres.event_log import PostgresEventLogStorage
+
     import catalog_assets.definitions  # noqa: F401
 
-    assert SqliteEventLogStorage._claim_concurrency_slot is dagster_internals._claim_free_slot  # noqa: SLF001
+    for storage in (SqliteEventLogStorage, PostgresEventLogStorage):
+        assert storage._claim_concurrency_slot is dagster_internals._claim_free_slot  # noqa: SLF001

@@ -74,7 +74,7 @@ class CrashPoint:
     api_hold: Literal["before", "after"] | None = None
     calls_held: int = 0
     redis: bool = False
-    #: Dagster's default multiprocess executor: the step is a child of the CLI process
+    #: the multiprocess executor (a run's config may ask for it): the step is a child of the CLI process
     multiprocess: bool = False
 
 
@@ -252,7 +252,7 @@ class Case:
         else:
             config = dict(self.images_config)
             if multiprocess:
-                del config["execution"]
+                config["execution"] = {"config": {"multiprocess": {}}}
             run = start_cli(self.root, self.env, name, "product_images", partition=PARTITION, config=config)
         self.runs.append(run)
         return run

@@ -10,10 +10,9 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import openai
 from dagster import ConfigurableResource
 from pydantic import Field, PrivateAttr
 
@@ -30,6 +29,9 @@ from catalog_assets.errors import ErrorClass, ImageAPIError, RunStopped, classif
 from catalog_assets.resources.coordination import Coordinator
 from catalog_assets.resources.openai_client import Secret, SharedSDKClient, response_headers
 from catalog_assets.resources.openai_images import client_request_id
+
+if TYPE_CHECKING:
+    import openai
 
 MAX_BATCH = 2048  # inputs per embeddings request the API accepts
 #: embeddings requests a minute by default: a first-tier account's request limit

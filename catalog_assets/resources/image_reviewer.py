@@ -10,9 +10,8 @@ import base64
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import openai
 from dagster import ConfigurableResource
 from PIL import Image
 from pydantic import Field, PrivateAttr
@@ -41,6 +40,9 @@ from catalog_assets.review import (
     review_prompt,
     shorten,
 )
+
+if TYPE_CHECKING:
+    import openai
 
 DEFAULT_REVIEW_MODEL = "gpt-5.4-mini"
 #: reviews a minute by default: a first-tier account's request limit for a small model

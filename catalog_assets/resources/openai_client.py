@@ -7,9 +7,12 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import httpx2
-import openai
+
+if TYPE_CHECKING:
+    import openai
 
 
 def response_headers(headers: Mapping[str, str]) -> dict[str, str]:
@@ -45,6 +48,8 @@ class SharedSDKClient:
 
     def client(self) -> openai.OpenAI:
         """The shared SDK client (thread-safe), made on first use; `max_retries=0`: every attempt is ours."""
+        import openai  # deferred: loading the definitions does not pay the SDK's import
+
         with self._lock:
             if self._client is None:
                 self._client = openai.OpenAI(

@@ -12,16 +12,18 @@ import secrets
 import threading
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote, urlsplit
 
 import httpx2
-import openai
 from pydantic import Field, PrivateAttr
 
 from catalog_assets.errors import ErrorClass, ImageAPIError, RunStopped, classify_openai_error, redact
 from catalog_assets.resources.image_api import GeneratedImage, ImageGenerator, ImageGeneratorResource
 from catalog_assets.resources.openai_client import Secret, SharedSDKClient, response_headers
+
+if TYPE_CHECKING:
+    import openai
 
 log = logging.getLogger(__name__)
 
@@ -185,8 +187,10 @@ class OpenAIImageGenerator(SharedSDKClient, ImageGenerator):
     def image_from_body(self, body: Mapping[str, Any]) -> GeneratedImage:
         """The image of an `ImagesResponse` body as a Batch API output line carries it, decoded and checked
         as the synchronous answer is."""
+        from openai.types import ImagesResponse
+
         try:
-            response = openai.types.ImagesResponse.model_validate(body)
+            response = ImagesResponse.model_validate(body)
         except ValueError:
             raise ImageAPIError(
                 ErrorClass.INVALID_IMAGE, "the batch line's body did not match the ImagesResponse schema"
