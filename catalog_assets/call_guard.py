@@ -1,23 +1,42 @@
 """The shared limits around one paid API call, for every caller of one bucket (an account key at one
-endpoint and model) in every process sharing the coordinator: the breaker's cool-down, the shared rate
-limiter's next slot, the breaker once more right before the call, and what the answer tells the limiter and
-the breaker. Generation (`call_policy.CallPolicy`), the image reviewer and the text embedder all use it, each
+endpoint and model) in every process sharing the coordinator: the first-call gate (the key's first call goes
+alone, so a bad key costs one call), the breaker's cool-down, the shared rate limiter's next slot, the
+breaker once more right before the call, and what the answer tells the key verdict, the limiter and the
+breaker. Generation (`call_policy.CallPolicy`), the image reviewer and the text embedder all use it, each
 on its own bucket, so a 429 of one endpoint never pauses another.
 """
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from typing import TypeVar
 
 from catalog_assets.errors import ErrorClass, ImageAPIError, RunStopped
-from catalog_assets.resources.coordination import BreakerOpen, Coordinator, limit_from_headers
+from catalog_assets.resources.coordination import (
+    KEY_VERDICT_TTL_S,
+    BreakerOpen,
+    Coordinator,
+    KeyRejected,
+    limit_from_headers,
+)
 
 T = TypeVar("T")
 
 #: answers that prove the API is up (it looked at the request): they close a half-open breaker
 API_UP_BY = frozenset({ErrorClass.CONTENT_POLICY, ErrorClass.BAD_REQUEST, ErrorClass.INVALID_IMAGE})
+#: answers that prove the API accepted the key (it looked at the request): the key's verdict is "ok"
+KEY_ACCEPTED_BY = frozenset(
+    {
+        ErrorClass.RATE_LIMITED,
+        ErrorClass.QUOTA_EXHAUSTED,
+        ErrorClass.CONTENT_POLICY,
+        ErrorClass.BAD_REQUEST,
+        ErrorClass.INVALID_IMAGE,
+    }
+)
 
 
 class NotSent(ImageAPIError):
@@ -49,25 +68,63 @@ class SharedLimits:
         self.breaker_wait_s = breaker_wait_s
         self._sleep = sleep
         self._announced_limit: float | None = None
+        self._verdict_written = -math.inf  # monotonic time this caller last recorded the key as accepted
 
     # -- one guarded call (reviews, embeddings) -------------------------------------------------------
     def call(self, send: Callable[[], tuple[T, Mapping[str, str]]]) -> T:
         """`send()` once a call may go out, its answer and headers (or its classified error) reported to the
-        shared limiter and breaker; returns the answer. `send` returns (answer, response headers) and raises
-        a classified `ImageAPIError`. A slot past `rate_limit_timeout_s` is a transient failure of this call."""
-        try:
-            self.wait_for_slot()
-        except TimeoutError as exc:
-            raise NotSent(str(exc)) from None
-        try:
-            answer, headers = send()
-        except ImageAPIError as exc:
-            self.learn_limit(exc.headers)
-            self.report(exc)
-            raise
-        self.learn_limit(headers)
-        self.coordinator.breaker_success(self.bucket)
-        return answer
+        key verdict, the shared limiter and the breaker; returns the answer. `send` returns (answer, response
+        headers) and raises a classified `ImageAPIError`. A slot past `rate_limit_timeout_s` is a transient
+        failure of this call; a key rejected before (by any caller of the bucket) stops it without a call."""
+        with self.key_gate() as probing:
+            if not probing:
+                self.refuse_if_key_rejected()  # rejected meanwhile: no call
+            try:
+                self.wait_for_slot()
+            except TimeoutError as exc:
+                raise NotSent(str(exc)) from None
+            try:
+                answer, headers = send()
+            except ImageAPIError as exc:
+                self.learn_limit(exc.headers)
+                self.report(exc)
+                self.record_key_answer(probing, exc)
+                raise
+            self.learn_limit(headers)
+            self.coordinator.breaker_success(self.bucket)
+            self.record_key_answer(probing, None)
+            return answer
+
+    # -- the first-call gate ------------------------------------------------------------------------------
+    @contextmanager
+    def key_gate(self) -> Iterator[bool]:
+        """The first call for a key goes alone, across every process sharing the coordinator: a bad key
+        costs one call for a whole run or backfill. Yields whether this caller makes that first call; raises
+        RunStopped (configuration) when the key was rejected."""
+        with ExitStack() as stack:
+            try:
+                probing = stack.enter_context(self.coordinator.first_call_gate(self.bucket))
+            except KeyRejected as exc:
+                raise RunStopped(ErrorClass.CONFIGURATION, exc.verdict.reason) from None
+            yield probing
+
+    def refuse_if_key_rejected(self) -> None:
+        verdict = self.coordinator.key_verdict(self.bucket)
+        if verdict is not None and not verdict.ok:
+            raise RunStopped(ErrorClass.CONFIGURATION, verdict.reason)
+
+    def record_key_answer(self, probing: bool, exc: ImageAPIError | None) -> None:
+        """Share what a call proved about the key: rejected (every other caller stops without a call),
+        accepted (refreshed now and then while calls succeed), or nothing (no answer: the next one probes)."""
+        if exc is not None and exc.error_class is ErrorClass.CONFIGURATION:
+            self.coordinator.set_key_verdict(self.bucket, False, exc.message)
+            return
+        if exc is not None and exc.error_class not in KEY_ACCEPTED_BY:
+            return
+        now = time.monotonic()
+        if probing or now - self._verdict_written > KEY_VERDICT_TTL_S / 4:
+            self._verdict_written = now
+            self.coordinator.set_key_verdict(self.bucket, True)
 
     def report(self, exc: ImageAPIError) -> None:
         """What a classified error tells every process: a 429 goes to the limiter (its verdict is kept on

@@ -6,12 +6,10 @@ The breaker's and the limiter's waits are `call_guard.SharedLimits`, which revie
 from __future__ import annotations
 
 import logging
-import math
 import random
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
@@ -23,7 +21,7 @@ from catalog_assets.call_ledger import BILLED, MAYBE_BILLED, NOT_BILLED, CallRec
 from catalog_assets.errors import ErrorClass, ImageAPIError, RunStopped
 from catalog_assets.outcomes import ProductResult
 from catalog_assets.prompts import refine_prompt
-from catalog_assets.resources.coordination import KEY_VERDICT_TTL_S, Coordinator, KeyRejected
+from catalog_assets.resources.coordination import Coordinator
 from catalog_assets.resources.image_api import ImageGenerator
 
 if TYPE_CHECKING:
@@ -36,14 +34,6 @@ RETRYABLE = {
     ErrorClass.TRANSIENT,
     ErrorClass.INVALID_IMAGE,
     ErrorClass.CONTENT_POLICY,
-}
-#: answers that prove the API accepted the key (it looked at the request): the key's verdict is "ok"
-KEY_ACCEPTED_BY = {
-    ErrorClass.RATE_LIMITED,
-    ErrorClass.QUOTA_EXHAUSTED,
-    ErrorClass.CONTENT_POLICY,
-    ErrorClass.BAD_REQUEST,
-    ErrorClass.INVALID_IMAGE,
 }
 
 
@@ -108,7 +98,6 @@ class CallPolicy:
         self.budget = Budget(settings.max_images, settings.max_cost_usd, settings.price_per_image_usd)
         self.expected_size = imaging.parse_size(generator.size)
         self._sleep = sleep or control.sleep
-        self._verdict_written = -math.inf  # monotonic time this run last recorded the key as accepted
 
     # -- one product ---------------------------------------------------------------------------------
     def call_with_retries(self, product: Mapping[str, Any], state: Attempt, result: ProductResult) -> Any:
@@ -256,40 +245,21 @@ class CallPolicy:
             rate=verdict.kind if verdict is not None else None,
         )
 
-    # -- the first-call gate -------------------------------------------------------------------------
+    # -- the first-call gate (`SharedLimits`), for paid generators only -----------------------------
     @contextmanager
     def _key_gate(self) -> Iterator[bool]:
-        """The first paid call for a key goes alone, across every process sharing the coordinator: a bad key
-        costs one call for a whole run or backfill. Yields whether this caller makes that first call."""
         if not self.generator.paid:
             yield False
             return
-        with ExitStack() as stack:
-            try:
-                probing = stack.enter_context(self.coordinator.first_call_gate(self.bucket))
-            except KeyRejected as exc:
-                raise RunStopped(ErrorClass.CONFIGURATION, exc.verdict.reason) from None
+        with self.limits.key_gate() as probing:
             yield probing
 
     def _refuse_if_key_rejected(self) -> None:
-        verdict = self.coordinator.key_verdict(self.bucket)
-        if verdict is not None and not verdict.ok:
-            raise RunStopped(ErrorClass.CONFIGURATION, verdict.reason)
+        self.limits.refuse_if_key_rejected()
 
     def _record_key_answer(self, probing: bool, exc: ImageAPIError | None) -> None:
-        """Share what this call proved about the key: rejected (every other caller stops without a call),
-        accepted (refreshed now and then while calls succeed), or nothing (no answer: the next one probes)."""
-        if not self.generator.paid:
-            return
-        if exc is not None and exc.error_class is ErrorClass.CONFIGURATION:
-            self.coordinator.set_key_verdict(self.bucket, False, exc.message)
-            return
-        if exc is not None and exc.error_class not in KEY_ACCEPTED_BY:
-            return
-        now = time.monotonic()
-        if probing or now - self._verdict_written > KEY_VERDICT_TTL_S / 4:
-            self._verdict_written = now
-            self.coordinator.set_key_verdict(self.bucket, True)
+        if self.generator.paid:
+            self.limits.record_key_answer(probing, exc)
 
     # -- what an error means -----------------------------------------------------------------------
     def _react(self, exc: ImageAPIError, state: Attempt, product: Mapping[str, Any]) -> None:

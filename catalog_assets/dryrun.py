@@ -1,8 +1,8 @@
 """What a full run would call and cost, from the catalog and the store alone: no API call, no Dagster run.
 
 Per batch: products already stored with the same fingerprint (a run skips them), products the seed store
-holds with that fingerprint (a run copies them: no call), products to generate, the calls and cost that
-takes. Batches follow the stored assignment, so the plan holds before product_catalog ran.
+holds with that fingerprint (a run copies them: no call), products to generate (new, outdated, and stored
+images rejected in review or by a person, which a run retakes), the calls and cost that takes. Batches follow the stored assignment, so the plan holds before product_catalog ran.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from catalog_assets.outcomes import image_key
 from catalog_assets.prompts import build_prompt, fingerprint
 from catalog_assets.resources.image_api import ImageGenerator
 from catalog_assets.resources.store import ImageStore, seed_store
+from catalog_assets.retakes import AfterRetakes, RetakeOrder, retake_orders
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,8 @@ class BatchPlan:
     outdated: int  # stored, but made from another prompt/model/size/quality: generated again
     fallback: int  # of `stored`, offline cards (content policy or repeated failures)
     imported: int = 0  # not stored, but in the seed store with the current fingerprint: copied, no call
+    retakes: int = 0  # stored with the current fingerprint but rejected: generated again (in to_generate)
+    to_fallback: int = 0  # of `stored`, rejected with their retakes used up: the offline card, no call
 
     @property
     def to_generate(self) -> int:
@@ -74,6 +77,10 @@ class RunPlan:
     def to_generate(self) -> int:
         return sum(b.to_generate for b in self.batches)
 
+    @property
+    def retakes(self) -> int:
+        return sum(b.retakes for b in self.batches)
+
     def calls(self, batch: BatchPlan | None = None) -> int:
         """API calls when no call fails: one per image (an offline renderer makes none)."""
         return (batch.to_generate if batch else self.to_generate) if self.paid else 0
@@ -111,10 +118,14 @@ def plan_batch(
     existing: set[str],
     seed: ImageStore | None = None,
     seeded: set[str] | None = None,
+    orders: Mapping[str, RetakeOrder] | None = None,
 ) -> BatchPlan:
     """Count what a run of one batch skips, imports and generates, as `BatchProcessor` decides it: by
-    fingerprint, in the store first, then in the seed store (`seeded`: the image keys it lists)."""
-    count = stored = outdated = fallback = imported = 0
+    fingerprint, in the store first, then in the seed store (`seeded`: the image keys it lists); a stored
+    image with a retake order (`retake_orders`) is generated again, one whose retakes are used up gets the
+    offline card."""
+    orders = orders or {}
+    count = stored = outdated = fallback = imported = retakes = to_fallback = 0
     for product in products:
         count += 1
         key = image_key(product["id"])
@@ -124,13 +135,18 @@ def plan_batch(
             head.metadata.get("fingerprint"),
             head.metadata.get("base-fingerprint"),
         ):
+            order = orders.get(product["id"])
+            if order is not None and order.action == "retake":
+                retakes += 1
+                continue
             stored += 1
             fallback += head.metadata.get("source") == "fallback"
+            to_fallback += order is not None
             continue
         outdated += head is not None
         if seeded and key in seeded and seed_copy(seed, product["id"], fp) is not None:
             imported += 1
-    return BatchPlan(partition, count, stored, outdated, fallback, imported)
+    return BatchPlan(partition, count, stored, outdated, fallback, imported, retakes, to_fallback)
 
 
 def plan_run(
@@ -141,10 +157,12 @@ def plan_run(
     partitions: Sequence[str] | None = None,
     settings: GenerationSettings | None = None,
     seed: ImageStore | None = None,
+    max_retakes: int = 1,
+    after_retakes: AfterRetakes = "fallback",
 ) -> RunPlan:
     """The plan of a full run over `catalog` (or only `partitions`), importing from `seed` (the store a run
-    would copy matching images from, `seed_store(import_from_dir, store)`). Raises CatalogError for a bad
-    catalog."""
+    would copy matching images from, `seed_store(import_from_dir, store)`), retaking rejected images as
+    `product_images` with `max_retakes` / `after_retakes` would. Raises CatalogError for a bad catalog."""
     settings = settings or GenerationSettings()
     loaded = load_catalog(catalog)
     stored_state = store.get_json(state.ASSIGNMENT_KEY, default={}) or {}
@@ -160,6 +178,17 @@ def plan_run(
         problem = exc.message
     existing = {o.key for o in store.list("images/")}  # one listing, then a head only where it helps
     seeded = {o.key for o in seed.list("images/")} if seed is not None else set()
+    rejections = state.read_rejections(store)
+
+    def orders(partition: str) -> dict[str, RetakeOrder]:
+        return retake_orders(
+            state.read_outcomes(store, partition),
+            state.read_reviews(store, partition),
+            rejections,
+            max_retakes=max_retakes,
+            after_retakes=after_retakes,
+        )
+
     return RunPlan(
         catalog=str(catalog),
         rows_read=loaded.rows_read,
@@ -173,7 +202,8 @@ def plan_run(
         max_calls_per_product=settings.max_calls_per_product,
         store=store.location,
         batches=[
-            plan_batch(k, v, store, generator, existing, seed, seeded) for k, v in sorted(batches.items())
+            plan_batch(k, v, store, generator, existing, seed, seeded, orders(k))
+            for k, v in sorted(batches.items())
         ],
         problem=problem,
         seed=seed.location if seed is not None else None,
@@ -186,6 +216,10 @@ def plan_run(
 
 def _money(value: float | None) -> str:
     return "unknown" if value is None else f"${value:,.2f}"
+
+
+def _images_were(count: int) -> str:
+    return "1 stored image was" if count == 1 else f"{count:,} stored images were"
 
 
 def format_plan(plan: RunPlan) -> str:
@@ -243,6 +277,18 @@ def format_plan(plan: RunPlan) -> str:
         lines.append(
             f"{outdated:,} stored images were made from another prompt, model, size or quality: redone."
         )
+    if plan.retakes:
+        lines.append(
+            f"{_images_were(plan.retakes)} rejected (in review or by `catalog-images reject`): retaken, a new "
+            "image each."
+        )
+    to_fallback = sum(b.to_fallback for b in plan.batches)
+    if to_fallback:
+        its = "its" if to_fallback == 1 else "their"
+        lines.append(
+            f"{_images_were(to_fallback)} rejected with {its} retakes used up: replaced by the offline card "
+            "(no call)."
+        )
     if fallback:
         lines.append(f"{fallback:,} stored images are offline fallback cards (kept; delete them to retry).")
     if plan.imported:
@@ -278,7 +324,7 @@ def dry_run(catalog: str, partitions: Sequence[str] | None = None) -> tuple[str,
     from catalog_assets.assets.images import ProductImagesConfig
     from catalog_assets.definitions import resources_for_environment
 
-    resources = resources_for_environment()
+    resources, images_config = resources_for_environment(), ProductImagesConfig()
     try:
         with (
             resources["image_generator"].process_config_and_initialize_cm() as generator_resource,
@@ -290,7 +336,9 @@ def dry_run(catalog: str, partitions: Sequence[str] | None = None) -> tuple[str,
                 store,
                 generator_resource.get_client(),
                 partitions=partitions,
-                seed=seed_store(ProductImagesConfig().import_from_dir, store),
+                seed=seed_store(images_config.import_from_dir, store),
+                max_retakes=images_config.max_retakes,
+                after_retakes=images_config.after_retakes,
             )
     except (CatalogError, StoreError) as exc:
         return f"error: {exc}", 2

@@ -14,6 +14,7 @@ import pytest
 
 from catalog_assets.resources.openai_images import OpenAIImageGeneratorResource
 from catalog_assets.resources.store import LocalImageStore
+from catalog_assets.review_commands import reject
 from catalog_assets.standin import StandInConfig, StandInServer
 from catalog_assets_tests.conftest import Pipeline, env_without_secrets, write_catalog
 
@@ -197,3 +198,36 @@ def test_a_dry_run_prices_images_the_seed_store_holds_at_zero(
     assert table(done.stdout)["total"] == ["12", "0", "12", "0", "0", "$0.00"]
     assert "12 images are copied from the seed store" in done.stdout
     assert standin.stats()["requests"] == calls
+
+
+def test_a_dry_run_prices_the_retakes_of_rejected_images(pipeline: Pipeline, standin) -> None:
+    """A stored image rejected (here by a person) is generated again by the next run: the dry run counts it
+    to generate and prices it; once its retakes are used up it gets the offline card, at no cost."""
+    catalog = write_catalog(pipeline.root / "catalog.json", shuffled_attribute_products(12))
+    assert pipeline.catalog(catalog).success
+    pipeline.generator = OpenAIImageGeneratorResource(
+        api_key=KEY, base_url=standin.base_url, images_per_minute=None
+    )
+    assert pipeline.images("batch-0000").success
+    first, second = sorted(p["id"] for p in shuffled_attribute_products(12))[:2]
+    reject(pipeline.store, first, "shows two bottles")
+    reject(pipeline.store, second, "the label is garbled")
+
+    planned = dry_run(pipeline, standin, "--catalog", str(catalog))
+    assert planned.returncode == 0, planned.stderr
+    # batch | products | stored | to generate | est. calls | est. cost
+    assert table(planned.stdout)["total"] == ["12", "10", "2", "2", "$0.08"]
+    assert (
+        "2 stored images were rejected (in review or by `catalog-images reject`): retaken" in planned.stdout
+    )
+
+    calls = standin.stats()["requests"]
+    assert pipeline.images("batch-0000").success  # the run the dry run priced: 2 retakes, 2 calls
+    assert standin.stats()["requests"] == calls + 2
+    reject(pipeline.store, first, "still two bottles")  # its one retake (max_retakes=1) is used up
+    after = dry_run(pipeline, standin, "--catalog", str(catalog))
+    assert table(after.stdout)["total"] == ["12", "12", "0", "0", "$0.00"]
+    assert "1 stored image was rejected with its retakes used up: replaced by the offline card" in (
+        after.stdout
+    )
+    assert standin.stats()["requests"] == calls + 2

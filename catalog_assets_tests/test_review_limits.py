@@ -66,6 +66,24 @@ def review_outcomes(standin) -> dict[str, int]:
     return {"requests": reviews["requests"], **reviews["by_outcome"]}
 
 
+def images_through_the_api(pipeline, monkeypatch, standin, workdir, products: list[dict]) -> str:
+    """One batch of `products` generated through the stand-in, its reviewer the stand-in's vision model;
+    no review made yet. Returns the batch's partition."""
+    monkeypatch.setenv("OPENAI_BASE_URL", standin.base_url)
+    pipeline.generator = OpenAIImageGeneratorResource(
+        api_key=KEY, size="256x256", images_per_minute=None, timeout_s=10.0
+    )
+    base = pipeline.resources
+    pipeline.resources = lambda: {
+        **base(),
+        "image_reviewer": OpenAIImageReviewerResource(api_key=KEY, timeout_s=10.0),
+    }
+    assert pipeline.catalog(write_catalog(workdir / "c.json", products), batch_size=10).success
+    (partition,) = pipeline.partitions()
+    assert pipeline.images(partition).success
+    return partition
+
+
 def test_the_shared_limiter_paces_reviews_under_the_review_rate_limit(standin, tmp_path, sample_products):
     products = sample_products[:12]
     store, outcomes = stored_images(tmp_path, products)
@@ -202,18 +220,7 @@ def test_the_review_budget_leaves_the_rest_to_the_next_run(
     pipeline, monkeypatch, standin, workdir, sample_products
 ) -> None:
     products = sample_products[:5]
-    monkeypatch.setenv("OPENAI_BASE_URL", standin.base_url)
-    pipeline.generator = OpenAIImageGeneratorResource(
-        api_key=KEY, size="256x256", images_per_minute=None, timeout_s=10.0
-    )
-    base = pipeline.resources
-    pipeline.resources = lambda: {
-        **base(),
-        "image_reviewer": OpenAIImageReviewerResource(api_key=KEY, timeout_s=10.0),
-    }
-    assert pipeline.catalog(write_catalog(workdir / "c.json", products), batch_size=10).success
-    (partition,) = pipeline.partitions()
-    assert pipeline.images(partition).success
+    partition = images_through_the_api(pipeline, monkeypatch, standin, workdir, products)
 
     def reviews(config: dict | None = None):
         return materialize(
@@ -240,3 +247,52 @@ def test_the_review_budget_leaves_the_rest_to_the_next_run(
     again = reviews()
     assert again.success and review_outcomes(standin)["requests"] == 5  # only the three left
     assert len(state.read_reviews(pipeline.store, partition)) == 5
+
+
+def test_reviews_made_at_publish_stop_at_the_publish_review_budget(
+    pipeline, monkeypatch, standin, workdir, sample_products
+) -> None:
+    """`product_images` alone leaves its images unreviewed: `image_manifest` reviews them, but no more than
+    its `max_reviews`; the manifest is still written, the rest listed unreviewed for a later run."""
+    products = sample_products[:5]
+    images_through_the_api(pipeline, monkeypatch, standin, workdir, products)
+    assert review_outcomes(standin)["requests"] == 0
+
+    published = materialize(
+        ALL_ASSETS,
+        selection=["image_manifest"],
+        instance=pipeline.instance,
+        resources=pipeline.resources(),
+        run_config={"ops": {"image_manifest": {"config": {"max_reviews": 2}}}},
+    )
+    metadata = published.asset_materializations_for_node("image_manifest")[0].metadata
+    assert metadata["reviews_made_at_publish"].value == 2
+    assert metadata["reviews_left_at_publish"].value == 3
+    assert review_outcomes(standin)["requests"] == 2
+    statuses = [row["review_status"] for row in pipeline.store.get_json(state.MANIFEST_LATEST_KEY)["rows"]]
+    assert sorted(statuses) == ["approved", "approved", "unreviewed", "unreviewed", "unreviewed"]
+
+
+def test_a_wrong_key_costs_one_review_call_for_every_reviewer_sharing_the_coordinator(
+    standin, tmp_path, sample_products, redis_prefix
+) -> None:
+    """The first review call of a key goes alone (the first-call gate generation uses): a rejected key stops
+    eight concurrent reviews, and another process's, after one call; no verdict or message holds the key."""
+    products = sample_products[:12]
+    store, outcomes = stored_images(tmp_path, products)
+    wrong = "sk-test-WRONG-review-77d1"
+    batches = [
+        BatchReviewer(
+            reviewer=OpenAIImageReviewer(api_key=wrong, base_url=standin.base_url, timeout_s=10.0),
+            store=store,
+            coordinator=redis_coordinator(redis_prefix),
+            concurrency=8,
+        )
+        for _ in range(2)
+    ]
+    for batch in batches:
+        assert batch.review(products, outcomes, {}) == {}
+        assert "set a valid key in OPENAI_API_KEY" in (batch.stats.stopped or "")
+    assert review_outcomes(standin)["requests"] == 1
+    assert batches[0].stats.calls + batches[1].stats.calls == 1
+    assert all(wrong not in (b.stats.stopped or "") for b in batches)

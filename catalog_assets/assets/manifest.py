@@ -10,7 +10,8 @@ from dagster import AssetCheckKey, AssetExecutionContext, Failure, MaterializeRe
 
 from catalog_assets import state
 from catalog_assets.assets.images import product_images
-from catalog_assets.assets.reviews import image_reviews
+from catalog_assets.assets.reviews import ReviewLimits, image_reviews
+from catalog_assets.budget import ReviewBudget
 from catalog_assets.checks.names import BLOCKING_MANIFEST_CHECKS
 from catalog_assets.dagster_internals import latest_check_executions
 from catalog_assets.errors import RunStopped
@@ -59,9 +60,16 @@ def store_link(client: ImageStore, key: str) -> MetadataValue:
     return MetadataValue.url(where) if "://" in where else MetadataValue.path(where)
 
 
+class PublishReviewsConfig(ReviewLimits):
+    """`image_manifest` and `linked_catalog` review the images their batch's `image_reviews` has not (e.g.
+    after `product_images` ran alone); these limits bound the paid reviews each of the two steps makes. Images
+    past them are published unreviewed (alt text from their product's fields) and reviewed by a later run."""
+
+
 @asset(group_name="publish", deps=[product_images, image_reviews], kinds={"json", "parquet"})
 def image_manifest(
     context: AssetExecutionContext,
+    config: PublishReviewsConfig,
     store: ImageStoreResource,
     image_reviewer: ImageReviewerResource,
     coordination: CoordinationResource,
@@ -80,7 +88,9 @@ def image_manifest(
     attach_reviews(rows, collect_reviews(client, index["partitions"]), state.read_rejections(client))
     by_product = {row["product_id"]: row for row in rows}
     reviewer = image_reviewer.get_client()
-    reviewed_now = _review_missing(context, client, reviewer, coordination.get_client(), by_product)
+    reviewed_now = _review_missing(
+        context, client, reviewer, coordination.get_client(), by_product, config.budget()
+    )
     if reviewed_now["reviews_made_at_publish"]:
         attach_reviews(rows, collect_reviews(client, index["partitions"]), state.read_rejections(client))
     manifest_key, written = _write_manifest(client, rows)
@@ -143,6 +153,7 @@ def _write_manifest(client: ImageStore, rows: list[dict]) -> tuple[str, bool]:
 @asset(group_name="publish", deps=[image_manifest], kinds={"json", "parquet"})
 def linked_catalog(
     context: AssetExecutionContext,
+    config: PublishReviewsConfig,
     store: ImageStoreResource,
     text_embedder: TextEmbedderResource,
     image_reviewer: ImageReviewerResource,
@@ -163,7 +174,9 @@ def linked_catalog(
         raise Failure(description="no manifest in the store: materialize image_manifest first")
     by_product = {row["product_id"]: row for row in manifest["rows"]}
     coordinator = coordination.get_client()
-    reviewed_now = _review_missing(context, client, image_reviewer.get_client(), coordinator, by_product)
+    reviewed_now = _review_missing(
+        context, client, image_reviewer.get_client(), coordinator, by_product, config.budget()
+    )
     products = []
     for partition in index["partitions"]:
         products.extend(state.read_batch_products(client, partition) or [])
@@ -198,6 +211,7 @@ def _review_missing(
     reviewer: ImageReviewer,
     coordinator: Coordinator,
     by_product: dict,
+    budget: ReviewBudget,
 ) -> dict:
     """Reviews for the manifest's images that have none yet (their batch's `image_reviews` did not run,
     e.g. after a run of `product_images` alone), stored like `image_reviews` stores them; each manifest row
@@ -212,27 +226,38 @@ def _review_missing(
         reviewer.check_config()
     except RunStopped as exc:
         raise Failure(description=exc.message) from None
-    made, calls, failed = 0, 0, 0
+    made, calls, failed, left, stopped = 0, 0, 0, 0, ""
     for partition, pids in sorted(missing.items()):
         wanted = set(pids)
         products = [p for p in state.read_batch_products(client, partition) or [] if p["id"] in wanted]
-        batch = BatchReviewer(reviewer=reviewer, store=client, coordinator=coordinator)
+        batch = BatchReviewer(reviewer=reviewer, store=client, coordinator=coordinator, budget=budget)
         previous = state.read_reviews(client, partition)
         rows = batch.review(products, state.read_outcomes(client, partition), previous)
         state.write_reviews(client, partition, context.run.run_id, {**previous, **rows}.values())
         for pid, review_row in rows.items():
             if review_row["image_sha256"] == by_product[pid]["sha256"]:
                 by_product[pid]["review"] = review_row["review"]
-        made, calls, failed = (
+        made, calls, failed, left = (
             made + batch.stats.reviewed,
             calls + batch.stats.calls,
             failed + len(batch.stats.failed),
+            left + len(batch.stats.unreviewed),
         )
+        stopped = batch.stats.stopped or stopped
     context.log.info(
         f"{made} images had no stored review and were reviewed now by {reviewer.model} ({calls} calls, "
         f"{failed} failed: those are described from their product's fields)"
     )
-    return {"reviews_made_at_publish": made, "review_calls_at_publish": calls}
+    if left:
+        context.log.warning(
+            f"{left} images left unreviewed ({stopped}): published with alt text from their product's "
+            "fields; a later run reviews them"
+        )
+    return {
+        "reviews_made_at_publish": made,
+        "review_calls_at_publish": calls,
+        "reviews_left_at_publish": left,
+    }
 
 
 def _add_search_fields(

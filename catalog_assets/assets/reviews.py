@@ -15,25 +15,33 @@ from catalog_assets.reviewing import BatchReviewer, ReviewStats
 from catalog_assets.util import md_table
 
 
-class ImageReviewsConfig(Config):
+class ReviewLimits(Config):
+    """The budget of one step's paid reviews."""
+
+    max_reviews: int | None = Field(
+        default=None,
+        ge=0,
+        description="Paid reviews this step may make (None: no limit); the images past it stay unreviewed "
+        "until the next run.",
+    )
+    max_review_cost_usd: float | None = Field(
+        default=None,
+        ge=0,
+        description="Estimated USD (from the answers' token usage) this step may spend on reviews (None: no "
+        "limit); no review starts once the reviews made cost this, those in flight may go past it.",
+    )
+
+    def budget(self) -> ReviewBudget:
+        return ReviewBudget(self.max_reviews, self.max_review_cost_usd)
+
+
+class ImageReviewsConfig(ReviewLimits):
     concurrency: int = Field(default=8, ge=1, le=64, description="Reviews made at once.")
     max_attempts: int = Field(
         default=3,
         ge=1,
         le=10,
         description="Attempts per review (rate limits, transient errors, bad answers).",
-    )
-    max_reviews: int | None = Field(
-        default=None,
-        ge=0,
-        description="Paid reviews this run may make (None: no limit); the images past it stay unreviewed "
-        "until the next run.",
-    )
-    max_review_cost_usd: float | None = Field(
-        default=None,
-        ge=0,
-        description="Estimated USD (from the answers' token usage) this run may spend on reviews (None: no "
-        "limit); no review starts once the reviews made cost this, those in flight may go past it.",
     )
 
 
@@ -79,7 +87,7 @@ def image_reviews(
         concurrency=config.concurrency,
         max_attempts=config.max_attempts,
         coordinator=coordinator,
-        budget=ReviewBudget(config.max_reviews, config.max_review_cost_usd),
+        budget=config.budget(),
     )
     rows = batch.review(products, outcomes, previous)
     # failed reviews keep their earlier row (of an older image): it no longer matches, so it is redone later

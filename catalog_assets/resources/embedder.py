@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from dagster import ConfigurableResource
-from pydantic import Field, PrivateAttr
+from pydantic import Field
 
 from catalog_assets.call_guard import SharedLimits
 from catalog_assets.embeddings import (
@@ -27,7 +27,12 @@ from catalog_assets.embeddings import (
 )
 from catalog_assets.errors import ErrorClass, ImageAPIError, RunStopped, classify_openai_error
 from catalog_assets.resources.coordination import Coordinator
-from catalog_assets.resources.openai_client import Secret, SharedSDKClient, response_headers
+from catalog_assets.resources.openai_client import (
+    OpenAIAccountResource,
+    Secret,
+    SharedSDKClient,
+    response_headers,
+)
 from catalog_assets.resources.openai_images import client_request_id
 
 if TYPE_CHECKING:
@@ -239,16 +244,9 @@ class HashingTextEmbedderResource(TextEmbedderResource):
         return HashingTextEmbedder()
 
 
-class OpenAITextEmbedderResource(TextEmbedderResource):
+class OpenAITextEmbedderResource(OpenAIAccountResource, TextEmbedderResource):
     """OpenAI Embeddings API (`openai` SDK). Wire the key as `EnvVar("OPENAI_API_KEY")`; never a literal."""
 
-    api_key: str = Field(
-        default="", repr=False, description="OpenAI API key; pass EnvVar('OPENAI_API_KEY'). Never logged."
-    )
-    base_url: str | None = Field(
-        default=None,
-        description="API base URL (e.g. the local stand-in); None: the SDK reads OPENAI_BASE_URL, else OpenAI.",
-    )
     model: str = Field(
         default=OPENAI_EMBEDDING_MODEL,
         description="Embedding model; it is recorded per product, and changing it re-embeds on purpose.",
@@ -265,21 +263,16 @@ class OpenAITextEmbedderResource(TextEmbedderResource):
         "key; the limiter paces by the lower of this and the limit the API announces. 0 or None: no pacing.",
     )
 
-    _embedder: OpenAITextEmbedder | None = PrivateAttr(default=None)
+    def make_client(self) -> OpenAITextEmbedder:
+        return OpenAITextEmbedder(
+            api_key=self.api_key,
+            base_url=self.base_url,
+            model=self.model,
+            dimensions=self.dimensions,
+            batch_size=self.batch_size,
+            timeout_s=self.timeout_s,
+            requests_per_minute=self.requests_per_minute,
+        )
 
     def get_client(self) -> OpenAITextEmbedder:
-        if self._embedder is None:
-            self._embedder = OpenAITextEmbedder(
-                api_key=self.api_key,
-                base_url=self.base_url,
-                model=self.model,
-                dimensions=self.dimensions,
-                batch_size=self.batch_size,
-                timeout_s=self.timeout_s,
-                requests_per_minute=self.requests_per_minute,
-            )
-        return self._embedder
-
-    def teardown_after_execution(self, context: Any) -> None:
-        if self._embedder is not None:
-            self._embedder.close()
+        return super().get_client()

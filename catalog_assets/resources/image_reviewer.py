@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from dagster import ConfigurableResource
 from PIL import Image
-from pydantic import Field, PrivateAttr
+from pydantic import Field
 
 from catalog_assets.call_guard import SharedLimits
 from catalog_assets.costs import FREE_MODEL_PREFIX
@@ -23,7 +23,12 @@ from catalog_assets.image_query import ocr_text
 from catalog_assets.imaging import decode_image, make_thumbnail
 from catalog_assets.resources.coordination import Coordinator
 from catalog_assets.resources.embedder import _for_setting
-from catalog_assets.resources.openai_client import Secret, SharedSDKClient, response_headers
+from catalog_assets.resources.openai_client import (
+    OpenAIAccountResource,
+    Secret,
+    SharedSDKClient,
+    response_headers,
+)
 from catalog_assets.resources.openai_images import client_request_id
 from catalog_assets.review import (
     ALT_TEXT_MAX,
@@ -325,16 +330,9 @@ class OfflineImageReviewerResource(ImageReviewerResource):
         return OfflineImageReviewer()
 
 
-class OpenAIImageReviewerResource(ImageReviewerResource):
+class OpenAIImageReviewerResource(OpenAIAccountResource, ImageReviewerResource):
     """A vision model through the Responses API (`openai` SDK). Wire the key as `EnvVar("OPENAI_API_KEY")`."""
 
-    api_key: str = Field(
-        default="", repr=False, description="OpenAI API key; pass EnvVar('OPENAI_API_KEY'). Never logged."
-    )
-    base_url: str | None = Field(
-        default=None,
-        description="API base URL (e.g. the local stand-in); None: the SDK reads OPENAI_BASE_URL, else OpenAI.",
-    )
     model: str = Field(
         default=DEFAULT_REVIEW_MODEL,
         description="A current small vision model (e.g. gpt-5.4-mini, gpt-5.4-nano); part of the review "
@@ -352,20 +350,15 @@ class OpenAIImageReviewerResource(ImageReviewerResource):
         "announces. 0 or None: no pacing.",
     )
 
-    _reviewer: OpenAIImageReviewer | None = PrivateAttr(default=None)
+    def make_client(self) -> OpenAIImageReviewer:
+        return OpenAIImageReviewer(
+            api_key=self.api_key,
+            base_url=self.base_url,
+            model=self.model,
+            timeout_s=self.timeout_s,
+            image_px=self.image_px,
+            requests_per_minute=self.requests_per_minute,
+        )
 
     def get_client(self) -> OpenAIImageReviewer:
-        if self._reviewer is None:
-            self._reviewer = OpenAIImageReviewer(
-                api_key=self.api_key,
-                base_url=self.base_url,
-                model=self.model,
-                timeout_s=self.timeout_s,
-                image_px=self.image_px,
-                requests_per_minute=self.requests_per_minute,
-            )
-        return self._reviewer
-
-    def teardown_after_execution(self, context: Any) -> None:
-        if self._reviewer is not None:
-            self._reviewer.close()
+        return super().get_client()

@@ -7,9 +7,11 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx2
+from dagster import ConfigurableResource
+from pydantic import Field, PrivateAttr
 
 if TYPE_CHECKING:
     import openai
@@ -73,3 +75,33 @@ class SharedSDKClient:
             if self._client is not None:
                 self._client.close()
                 self._client = None
+
+
+class OpenAIAccountResource(ConfigurableResource):
+    """What the OpenAI resources (images, reviews, embeddings) share: the account's key and base URL, and a
+    client made on first `get_client()` by `make_client()` and closed after the run's execution. Listed
+    first among a resource's bases, so its `get_client` serves the role's base class."""
+
+    api_key: str = Field(
+        default="",
+        repr=False,
+        description="OpenAI API key; pass EnvVar('OPENAI_API_KEY'). Never logged; hashed in bucket names.",
+    )
+    base_url: str | None = Field(
+        default=None,
+        description="API base URL (e.g. the local stand-in); None: the SDK reads OPENAI_BASE_URL, else OpenAI.",
+    )
+
+    _client: Any = PrivateAttr(default=None)
+
+    def make_client(self) -> Any:
+        raise NotImplementedError
+
+    def get_client(self) -> Any:
+        if self._client is None:
+            self._client = self.make_client()
+        return self._client
+
+    def teardown_after_execution(self, context: Any) -> None:
+        if self._client is not None:
+            self._client.close()

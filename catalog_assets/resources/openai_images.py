@@ -16,11 +16,16 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote, urlsplit
 
 import httpx2
-from pydantic import Field, PrivateAttr
+from pydantic import Field
 
 from catalog_assets.errors import ErrorClass, ImageAPIError, RunStopped, classify_openai_error, redact
 from catalog_assets.resources.image_api import GeneratedImage, ImageGenerator, ImageGeneratorResource
-from catalog_assets.resources.openai_client import Secret, SharedSDKClient, response_headers
+from catalog_assets.resources.openai_client import (
+    OpenAIAccountResource,
+    Secret,
+    SharedSDKClient,
+    response_headers,
+)
 
 if TYPE_CHECKING:
     import openai
@@ -286,18 +291,9 @@ def _flat_usage(usage: Any) -> dict[str, int]:
     return {k: int(v) for k, v in flat.items() if v is not None}
 
 
-class OpenAIImageGeneratorResource(ImageGeneratorResource):
+class OpenAIImageGeneratorResource(OpenAIAccountResource, ImageGeneratorResource):
     """OpenAI Images API (`openai` SDK). Wire the key as `EnvVar("OPENAI_API_KEY")`; never a literal."""
 
-    api_key: str = Field(
-        default="",
-        repr=False,
-        description="OpenAI API key; pass EnvVar('OPENAI_API_KEY'). Never logged; hashed in bucket names.",
-    )
-    base_url: str | None = Field(
-        default=None,
-        description="API base URL (e.g. the local stand-in); None: the SDK reads OPENAI_BASE_URL, else OpenAI.",
-    )
     model: str = Field(
         default=DEFAULT_MODEL, description="A current GPT image model; retired ones stop the run."
     )
@@ -335,27 +331,22 @@ class OpenAIImageGeneratorResource(ImageGeneratorResource):
         "batch_images_sensor requests the run that stores the images. Set with CATALOG_GENERATION_MODE.",
     )
 
-    _generator: OpenAIImageGenerator | None = PrivateAttr(default=None)
+    def make_client(self) -> OpenAIImageGenerator:
+        return OpenAIImageGenerator(
+            api_key=self.api_key,
+            base_url=self.base_url,
+            model=self.model,
+            size=self.size,
+            quality=self.quality,
+            output_format=self.output_format,
+            output_compression=self.output_compression,
+            moderation=self.moderation,
+            timeout_s=self.timeout_s,
+            images_per_minute=self.images_per_minute,
+            max_download_bytes=self.max_download_bytes,
+            concurrency=self.concurrency,
+            generation_mode=self.generation_mode,
+        )
 
     def get_client(self) -> OpenAIImageGenerator:
-        if self._generator is None:
-            self._generator = OpenAIImageGenerator(
-                api_key=self.api_key,
-                base_url=self.base_url,
-                model=self.model,
-                size=self.size,
-                quality=self.quality,
-                output_format=self.output_format,
-                output_compression=self.output_compression,
-                moderation=self.moderation,
-                timeout_s=self.timeout_s,
-                images_per_minute=self.images_per_minute,
-                max_download_bytes=self.max_download_bytes,
-                concurrency=self.concurrency,
-                generation_mode=self.generation_mode,
-            )
-        return self._generator
-
-    def teardown_after_execution(self, context: Any) -> None:
-        if self._generator is not None:
-            self._generator.close()
+        return super().get_client()
