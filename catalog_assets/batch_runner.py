@@ -20,6 +20,7 @@ from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 from catalog_assets import dagster_internals
 from catalog_assets.batch_mode import read_job
 from catalog_assets.batch_sensor import BATCH_ID_TAG, INGEST_TAG, batch_requests
+from catalog_assets.run_liveness import fail_dead_runs, fail_if_dead
 
 log = logging.getLogger("catalog_assets.runner")
 
@@ -327,7 +328,10 @@ class BatchModeRun:
             self.submitted.add(fresh["batch_id"])
             return True
         runs = self.instance.get_runs(RunsFilter(tags={dagster_internals.RUN_KEY_TAG: batch_id}))
-        if any(r.status in _UNFINISHED for r in runs):
+        # an unfinished ingest whose worker is gone (killed, possibly after this runner started) is failed
+        # here, so this runner takes the batch over instead of waiting for it for ever
+        reason = "found by catalog-images run while waiting for its ingest"
+        if any(r.status in _UNFINISHED and not fail_if_dead(self.instance, r, reason) for r in runs):
             self.polled[batch_id] = time.time()  # look again after the poll interval
             return True
         if status == "submitted":
@@ -353,8 +357,6 @@ class BatchModeRun:
         )
 
     def _workers_gone(self) -> None:
-        from catalog_assets.run_liveness import fail_dead_runs
-
         fail_dead_runs(self.instance, "its catalog-images run worker died")
         for part in self.parts.values():
             if part.state in ("pending", "running", "in_flight"):

@@ -39,6 +39,16 @@ def _process_start(pid: int) -> str | None:
     return f"{boot}:{stat.rsplit(')', 1)[1].split()[19]}"
 
 
+def _is_zombie(pid: int) -> bool:
+    """True when `pid` has exited but is not reaped yet (state Z or X in /proc): a killed worker whose
+    parent died too waits in that state until init collects it, which some container inits do late."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
 def worker_tags() -> dict[str, str]:
     """Tags naming this process as the one executing a run."""
     pid = os.getpid()
@@ -58,6 +68,8 @@ def _pid_is_gone(pid: int, recorded_start: str | None = None, started_by: float 
         return True
     except PermissionError:
         pass  # exists, another user's
+    if _is_zombie(pid):
+        return True  # it has exited; only its parent (or an init that reaps late) has not collected it
     current = _process_start(pid)
     if recorded_start and current:
         return recorded_start != current  # the pid now names another process
@@ -110,22 +122,33 @@ def _dead_process(instance: DagsterInstance, run: DagsterRun, single_host: bool)
     return f"pid {pid}" if _pid_is_gone(pid, started_by=logged_at) else None
 
 
+def fail_if_dead(
+    instance: DagsterInstance, run: DagsterRun, reason: str, *, single_host: bool | None = None
+) -> bool:
+    """Marks the unfinished `run` failed, with `reason`, and frees its pool slots when its worker process is
+    gone; returns whether it did."""
+    if single_host is None:
+        single_host = dagster_internals.instance_is_single_host(instance)
+    process = _dead_process(instance, run, single_host)
+    if process is None:
+        return False
+    instance.report_run_failed(run, f"{reason}: its worker process ({process}) is gone")
+    dagster_internals.free_pool_slots(instance, run.run_id)
+    return True
+
+
 def fail_dead_runs(instance: DagsterInstance, reason: str) -> list[DagsterRun]:
     """Marks failed, with `reason`, every unfinished run whose worker is gone, and frees the pool slots of
     every finished run that still holds some: a dead run never holds the image-API pool. Runs launched
     here name their worker in tags; on a single-host (SQLite) instance, the process any other run logged
     (a run worker of the daemon or UI, `dagster asset materialize`) is checked too. Returns the runs it
     failed."""
-    failed = []
     single_host = dagster_internals.instance_is_single_host(instance)
-    for record in instance.get_run_records(RunsFilter(statuses=UNFINISHED)):
-        run = record.dagster_run
-        process = _dead_process(instance, run, single_host)
-        if process is None:
-            continue
-        instance.report_run_failed(run, f"{reason}: its worker process ({process}) is gone")
-        dagster_internals.free_pool_slots(instance, run.run_id)
-        failed.append(run)
+    failed = [
+        record.dagster_run
+        for record in instance.get_run_records(RunsFilter(statuses=UNFINISHED))
+        if fail_if_dead(instance, record.dagster_run, reason, single_host=single_host)
+    ]
     holders = dagster_internals.pool_slots_held(instance, IMAGE_API_POOL)
     if holders:
         for record in instance.get_run_records(RunsFilter(run_ids=list(holders))):
