@@ -119,6 +119,7 @@ def test_500_products_through_the_batch_api_with_refusals(tmp_path: Path, standi
     assert "**Generation mode**: batch (OpenAI Batch API) for 5 of 5 batches" in report
 
 
+@pytest.mark.resilience
 def test_a_run_stopped_while_waiting_is_resumed_by_a_rerun_that_submits_nothing(
     tmp_path: Path, standin: StandInProcess
 ) -> None:
@@ -148,6 +149,7 @@ def test_a_run_stopped_while_waiting_is_resumed_by_a_rerun_that_submits_nothing(
         assert ingest.tags["dagster/partition"] == "batch-0000" and ingest.job_name == "product_images_job"
 
 
+@pytest.mark.resilience
 def test_a_run_killed_half_way_through_an_ingest_is_finished_by_a_rerun(
     tmp_path: Path, standin: StandInProcess
 ) -> None:

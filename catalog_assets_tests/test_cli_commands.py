@@ -23,6 +23,9 @@ from catalog_assets_tests.dagster_projects import (
     wait_for,
 )
 
+#: end to end, a Dagster CLI process per command (`make test-fast` leaves them out)
+pytestmark = pytest.mark.slow
+
 BATCHES = ["batch-0000", "batch-0001"]
 PUBLISH = "image_manifest,linked_catalog,generation_report"
 STANDIN_KEY = "sk-test-cli-commands-7f3a"

@@ -5,6 +5,8 @@ publish run is left out when nothing it reads changed since the last one.
 
 from __future__ import annotations
 
+import pytest
+
 from catalog_assets.rerun_plan import up_to_date
 from catalog_assets.resources.offline import OfflineCardGenerator
 from catalog_assets.resources.store import LocalImageStore
@@ -24,6 +26,7 @@ def _runs(project) -> dict[str, int]:
         return counts
 
 
+@pytest.mark.slow
 def test_a_complete_catalog_reruns_no_batch_and_a_missing_image_reruns_only_its_batch(tmp_path):
     project = runner_project(tmp_path, BATCHES * PER_BATCH)
     assert project.materialize_catalog(batch_size=PER_BATCH).returncode == 0
