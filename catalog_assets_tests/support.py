@@ -1,5 +1,5 @@
 """Helpers several test modules share: the catalog generator script as a module, Redis key clean-up, and
-a fixture factory for the stand-in process whose API key differs per module."""
+and fixture factories for the stand-in (as a process, or in this process) whose settings differ per module."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import redis
 
-from catalog_assets.standin import StandInProcess
+from catalog_assets.standin import StandInConfig, StandInProcess, StandInServer
 from catalog_assets_tests.conftest import PROJECT, write_catalog
 
 CATALOG_SCRIPT = PROJECT / "scripts" / "generate_catalog.py"
@@ -61,3 +61,21 @@ def standin_fixtures(api_key: str) -> tuple[Callable[..., Any], Callable[..., An
         return standin_process
 
     return standin_process_fixture, standin_fixture
+
+
+def standin_server_fixtures(**config: Any) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """Fixtures `server` (one in-process stand-in per module, with `StandInConfig(**config)`) and `standin`
+    (the same server, its settings reset to those before each test). In a test module:
+    `server, standin = standin_server_fixtures(api_key=KEY, hang_s=2.0)`."""
+
+    @pytest.fixture(scope="module", name="server")
+    def server_fixture() -> Iterator[StandInServer]:
+        with StandInServer(StandInConfig(**config)) as running:
+            yield running
+
+    @pytest.fixture(name="standin")
+    def standin_fixture(server: StandInServer) -> StandInServer:
+        server.reset(config=True)
+        return server
+
+    return server_fixture, standin_fixture

@@ -7,7 +7,6 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,23 +14,15 @@ import pytest
 from catalog_assets.resources.openai_images import OpenAIImageGeneratorResource
 from catalog_assets.resources.store import LocalImageStore
 from catalog_assets.review_commands import reject
-from catalog_assets.standin import StandInConfig, StandInServer
+from catalog_assets.standin import StandInServer
 from catalog_assets_tests.conftest import Pipeline, env_without_secrets, write_catalog
+from catalog_assets_tests.support import standin_server_fixtures
 
 CLI = Path(sys.executable).parent / "catalog-images"
 KEY = "sk-test-dryrun-31c4a9"
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[StandInServer]:
-    with StandInServer(StandInConfig(api_key=KEY)) as running:
-        yield running
-
-
-@pytest.fixture
-def standin(server: StandInServer) -> StandInServer:
-    server.reset(config=True)
-    return server
+server, standin = standin_server_fixtures(api_key=KEY)
 
 
 @pytest.fixture

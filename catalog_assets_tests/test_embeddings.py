@@ -30,7 +30,8 @@ from catalog_assets.resources.embedder import (
     OpenAITextEmbedder,
     OpenAITextEmbedderResource,
 )
-from catalog_assets.standin import StandInConfig, StandInServer
+from catalog_assets.standin import StandInServer
+from catalog_assets_tests.support import standin_server_fixtures
 
 REPO = Path(__file__).resolve().parents[1]
 KEY = "sk-standin-embed-test-0123456789abcdef"
@@ -145,16 +146,7 @@ def test_hashing_embedder_labels_its_vectors() -> None:
 # -- the OpenAI embedder through the SDK, against the stand-in -------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def server():
-    with StandInServer(StandInConfig(api_key=KEY, hang_s=2.0)) as running:
-        yield running
-
-
-@pytest.fixture
-def standin(server: StandInServer) -> StandInServer:
-    server.reset(config=True)
-    return server
+server, standin = standin_server_fixtures(api_key=KEY, hang_s=2.0)
 
 
 def embedder_for(standin: StandInServer, **settings) -> OpenAITextEmbedder:

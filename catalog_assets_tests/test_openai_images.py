@@ -34,22 +34,14 @@ from catalog_assets.resources.openai_images import (
     check_model,
     client_request_id,
 )
-from catalog_assets.standin import StandInConfig, StandInServer
+from catalog_assets.standin import StandInServer
 from catalog_assets.standin.protocol import masked
+from catalog_assets_tests.support import standin_server_fixtures
 
 KEY = "sk-proj-TESTkey0123456789abcdefWXYZ"
 
 
-@pytest.fixture(scope="module")
-def server():
-    with StandInServer(StandInConfig(api_key=KEY, hang_s=2.0, fault_retry_after_s=0.25)) as running:
-        yield running
-
-
-@pytest.fixture
-def standin(server: StandInServer) -> StandInServer:
-    server.reset(config=True)
-    return server
+server, standin = standin_server_fixtures(api_key=KEY, hang_s=2.0, fault_retry_after_s=0.25)
 
 
 def make_generator(standin: StandInServer, **settings) -> OpenAIImageGenerator:

@@ -38,8 +38,9 @@ from catalog_assets.review import (
     retake_prompt,
     retake_suffix,
 )
-from catalog_assets.standin import StandInConfig, StandInServer
+from catalog_assets.standin import StandInServer
 from catalog_assets.standin.review import strict_problem
+from catalog_assets_tests.support import standin_server_fixtures
 
 KEY = "sk-standin-review-test-0123456789abcdef"
 PRODUCT = {
@@ -206,16 +207,7 @@ def test_offline_reviewer_takes_image_bytes_too() -> None:
 # -- the OpenAI reviewer through the SDK, against the stand-in -------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def server():
-    with StandInServer(StandInConfig(api_key=KEY, hang_s=2.0)) as running:
-        yield running
-
-
-@pytest.fixture
-def standin(server: StandInServer) -> StandInServer:
-    server.reset(config=True)
-    return server
+server, standin = standin_server_fixtures(api_key=KEY, hang_s=2.0)
 
 
 def reviewer_for(standin: StandInServer, **settings) -> OpenAIImageReviewer:

@@ -28,20 +28,12 @@ from catalog_assets.standin import (
     parse_client_request_id,
 )
 from catalog_assets.standin.state import draw_fault
+from catalog_assets_tests.support import standin_server_fixtures
 
 KEY = "sk-standin-test-0123456789abcdef"
 
 
-@pytest.fixture(scope="module")
-def server():
-    with StandInServer(StandInConfig(api_key=KEY, hang_s=2.0, fault_retry_after_s=0.2)) as running:
-        yield running
-
-
-@pytest.fixture
-def standin(server: StandInServer) -> StandInServer:
-    server.reset(config=True)
-    return server
+server, standin = standin_server_fixtures(api_key=KEY, hang_s=2.0, fault_retry_after_s=0.2)
 
 
 def sdk(standin: StandInServer, key: str = KEY, timeout: float = 10.0) -> openai.OpenAI:

@@ -17,25 +17,17 @@ import openai
 import pytest
 from PIL import Image
 
-from catalog_assets.standin import EARLIER_ATTEMPT_FAULTS, StandInConfig, StandInProcess, StandInServer
+from catalog_assets.standin import EARLIER_ATTEMPT_FAULTS, StandInProcess, StandInServer
 from catalog_assets.standin.__main__ import config_from_args, parse_args
 from catalog_assets.standin.render import GRADIENT_CACHE_BYTES
+from catalog_assets_tests.support import standin_server_fixtures
 
 KEY = "sk-standin-batch-0123456789abcdef"
 ENDPOINT = "/v1/images/generations"
 TERMINAL = ("completed", "failed", "expired", "cancelled")
 
 
-@pytest.fixture(scope="module")
-def server():
-    with StandInServer(StandInConfig(api_key=KEY, batch_delay_s=0.01)) as running:
-        yield running
-
-
-@pytest.fixture
-def standin(server: StandInServer) -> StandInServer:
-    server.reset(config=True)
-    return server
+server, standin = standin_server_fixtures(api_key=KEY, batch_delay_s=0.01)
 
 
 def sdk(base_url: str, key: str = KEY) -> openai.OpenAI:

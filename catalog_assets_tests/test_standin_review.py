@@ -16,8 +16,9 @@ import openai
 import pytest
 from PIL import Image, ImageDraw
 
-from catalog_assets.standin import StandInClient, StandInConfig, StandInServer
+from catalog_assets.standin import StandInClient, StandInServer
 from catalog_assets.standin.review import product_of
+from catalog_assets_tests.support import standin_server_fixtures
 
 KEY = "sk-standin-review-0123456789abcdef"
 MODEL = "gpt-5.4-mini"
@@ -38,16 +39,7 @@ REVIEW_SCHEMA = {
 }
 
 
-@pytest.fixture(scope="module")
-def server():
-    with StandInServer(StandInConfig(api_key=KEY, hang_s=2.0)) as running:
-        yield running
-
-
-@pytest.fixture
-def standin(server: StandInServer) -> StandInServer:
-    server.reset(config=True)
-    return server
+server, standin = standin_server_fixtures(api_key=KEY, hang_s=2.0)
 
 
 def sdk(standin: StandInServer, timeout: float = 10.0) -> openai.OpenAI:
