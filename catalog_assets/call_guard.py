@@ -76,9 +76,7 @@ class SharedLimits:
         key verdict, the shared limiter and the breaker; returns the answer. `send` returns (answer, response
         headers) and raises a classified `ImageAPIError`. A slot past `rate_limit_timeout_s` is a transient
         failure of this call; a key rejected before (by any caller of the bucket) stops it without a call."""
-        with self.key_gate() as probing:
-            if not probing:
-                self.refuse_if_key_rejected()  # rejected meanwhile: no call
+        with self.key_gate() as probing:  # it has just read the verdict: a rejected key raised there
             try:
                 self.wait_for_slot()
             except TimeoutError as exc:
