@@ -3,7 +3,8 @@ endpoint and model) in every process sharing the coordinator: the first-call gat
 alone, so a bad key costs one call), the breaker's cool-down, the shared rate limiter's next slot, the
 breaker once more right before the call, and what the answer tells the key verdict, the limiter and the
 breaker. Generation (`call_policy.CallPolicy`), the image reviewer and the text embedder all use it, each
-on its own bucket, so a 429 of one endpoint never pauses another.
+on its own bucket, so a 429 of one endpoint never pauses another. Reviews and embeddings requests are
+written to the run's call record (`call_ledger`) around the call, as generation's calls are.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from typing import TypeVar
 
+from catalog_assets.call_ledger import IMAGE, CallRecorder
 from catalog_assets.errors import ErrorClass, ImageAPIError, RunStopped
 from catalog_assets.resources.coordination import (
     KEY_VERDICT_TTL_S,
@@ -39,6 +41,43 @@ KEY_ACCEPTED_BY = frozenset(
 )
 
 
+class GuardedClient:
+    """Mixin of the API clients whose every call goes through `SharedLimits` once `share_limits` was called
+    (the image reviewer, the text embedder): the class sets `call_kind` (its kind in the call record),
+    `model`, `requests_per_minute`, `_limits = None` and a `rate_limit_bucket()`."""
+
+    call_kind: str
+    model: str
+    requests_per_minute: float | None
+    _limits: SharedLimits | None
+
+    def rate_limit_bucket(self) -> str:
+        raise NotImplementedError
+
+    def share_limits(
+        self,
+        coordinator: Coordinator,
+        *,
+        breaker_wait_s: float = 120.0,
+        recorder: CallRecorder | None = None,
+    ) -> None:
+        self._limits = SharedLimits(
+            coordinator,
+            self.rate_limit_bucket(),
+            self.requests_per_minute,
+            breaker_wait_s=breaker_wait_s,
+            recorder=recorder,
+            kind=self.call_kind,
+            model=self.model,
+        )
+
+    def guarded(self, send: Callable[[], tuple[T, Mapping[str, str]]], *, subject: str, attempt: int) -> T:
+        """`send()`'s answer: through the shared limits when they are shared, else straight."""
+        if self._limits is None:
+            return send()[0]
+        return self._limits.call(send, subject=subject, attempt=attempt)
+
+
 class NotSent(ImageAPIError):
     """A transient failure before any call went out: the breaker stayed open past the caller's wait, or the
     limiter's next slot lies past its timeout."""
@@ -49,7 +88,8 @@ class NotSent(ImageAPIError):
 
 class SharedLimits:
     """The coordinator's breaker and rate limiter for one bucket. `per_minute` (None or 0: no pacing) is the
-    configured limit; `sleep` is the caller's (a run's sleep that a stop cuts short)."""
+    configured limit; `sleep` is the caller's (a run's sleep that a stop cuts short). With a `recorder`,
+    each `call` is written to the run's call record as a call of `kind` to `model`."""
 
     def __init__(
         self,
@@ -60,9 +100,15 @@ class SharedLimits:
         rate_limit_timeout_s: float = 600.0,
         breaker_wait_s: float = 120.0,
         sleep: Callable[[float], None] = time.sleep,
+        recorder: CallRecorder | None = None,
+        kind: str = IMAGE,
+        model: str = "",
     ) -> None:
         self.coordinator = coordinator
         self.bucket = bucket
+        self.recorder = recorder
+        self.kind = kind
+        self.model = model
         self.per_minute = per_minute or None
         self.rate_limit_timeout_s = rate_limit_timeout_s
         self.breaker_wait_s = breaker_wait_s
@@ -71,27 +117,47 @@ class SharedLimits:
         self._verdict_written = -math.inf  # monotonic time this caller last recorded the key as accepted
 
     # -- one guarded call (reviews, embeddings) -------------------------------------------------------
-    def call(self, send: Callable[[], tuple[T, Mapping[str, str]]]) -> T:
+    def call(
+        self, send: Callable[[], tuple[T, Mapping[str, str]]], *, subject: str = "", attempt: int = 1
+    ) -> T:
         """`send()` once a call may go out, its answer and headers (or its classified error) reported to the
         key verdict, the shared limiter and the breaker; returns the answer. `send` returns (answer, response
         headers) and raises a classified `ImageAPIError`. A slot past `rate_limit_timeout_s` is a transient
-        failure of this call; a key rejected before (by any caller of the bucket) stops it without a call."""
+        failure of this call; a key rejected before (by any caller of the bucket) stops it without a call.
+        `subject` (a product id) and `attempt` name the call in the call record."""
         with self.key_gate() as probing:  # it has just read the verdict: a rejected key raised there
             try:
                 self.wait_for_slot()
             except TimeoutError as exc:
                 raise NotSent(str(exc)) from None
+            call = self._record_start(subject, attempt)
             try:
                 answer, headers = send()
             except ImageAPIError as exc:
                 self.learn_limit(exc.headers)
                 self.report(exc)
                 self.record_key_answer(probing, exc)
+                self._record_end(call, exc)
                 raise
+            except Exception as exc:
+                self._record_end(call, exc)  # no classified answer: it may have been made and billed
+                raise
+            self._record_end(call, None, status=200)
             self.learn_limit(headers)
             self.coordinator.breaker_success(self.bucket)
             self.record_key_answer(probing, None)
             return answer
+
+    def _record_start(self, subject: str, attempt: int) -> str | None:
+        if self.recorder is None:
+            return None
+        return self.recorder.started(
+            subject, attempt, fingerprint=None, model=self.model, price_usd=0.0, kind=self.kind
+        )
+
+    def _record_end(self, call: str | None, exc: BaseException | None, *, status: int | None = None) -> None:
+        if self.recorder is not None:
+            self.recorder.answered(call, exc, exc is None, status=status)
 
     # -- the first-call gate ------------------------------------------------------------------------------
     @contextmanager

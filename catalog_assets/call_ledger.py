@@ -1,5 +1,7 @@
-"""The call record: every paid image-API call and its outcome, appended as it happens, so a run killed with
-calls in flight still has them counted, and the report can say which products were paid for more than once.
+"""The call record: every paid API call and its outcome, appended as it happens, so a run killed with calls
+in flight still has them counted, and the report can say which products were paid for more than once. Image
+calls (the Images API) are most of it; reviews (the Responses API) and embedding requests are recorded
+the same way, each entry naming its `kind`.
 
 A call is two entries: `start` (appended before the request goes out) and `end` (its answer: error class,
 status, whether an image was billed), plus `checked` when the image it returned was refused as invalid. They go to the coordinator's live record (`CallLog`: a file per run
@@ -16,13 +18,16 @@ import json
 import logging
 import os
 import re
+import secrets
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from catalog_assets.errors import ImageAPIError
 
 log = logging.getLogger("catalog_assets.generation")
 
@@ -34,6 +39,8 @@ _SAFE_RUN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 
 #: `billed` of a call: an image came back (valid or not) / an error answer / no answer (it may have been made)
 BILLED, NOT_BILLED, MAYBE_BILLED = "yes", "no", "maybe"
+#: `kind` of a call: an image (entries without a kind are images), a review, an embeddings request
+IMAGE, REVIEW, EMBEDDINGS = "image", "review", "embeddings"
 
 
 def store_key(run_id: str) -> str:
@@ -186,13 +193,26 @@ class CallRecorder:
                 log.warning("could not record a call in the call record (%s): the report may undercount", exc)
 
     def started(
-        self, product_id: str, attempt: int, *, fingerprint: str | None, model: str, price_usd: float
+        self,
+        product_id: str,
+        attempt: int,
+        *,
+        fingerprint: str | None,
+        model: str,
+        price_usd: float,
+        kind: str = IMAGE,
     ) -> str:
+        """Append a call's start; its id in this run. An image call is `<product>-a<attempt>` (one run counts
+        a product's attempts); a review or embeddings request gets a random suffix, since two steps of one
+        run may each make one for the same subject."""
         call = f"{product_id}-a{attempt}"
+        if kind != IMAGE:
+            call = f"{kind}:{call}-{secrets.token_hex(4)}"
         self._append(
             {
                 "e": "start",
                 "call": call,
+                **({"kind": kind} if kind != IMAGE else {}),
                 "run": self.run_id,
                 "partition": self.partition,
                 "product": product_id,
@@ -226,6 +246,29 @@ class CallRecorder:
             }
         )
 
+    def answered(
+        self, call: str | None, exc: BaseException | None, billed: bool, *, status: int | None = None
+    ) -> None:
+        """The answer of `call` (None: not recorded) from what it raised (None: it succeeded): its class,
+        status, whether it was (or, with no answer, may have been) billed, and for a 429 what the limiter
+        judged it (window, coalesced, isolated)."""
+        if call is None:
+            return
+        if isinstance(exc, ImageAPIError):
+            status = exc.status_code if exc.status_code is not None else status
+            verdict = getattr(exc, "rate_verdict", None)
+            error_class: str | None = exc.error_class.value
+        else:
+            verdict, error_class = None, None if exc is None else "unexpected"
+        no_answer = exc is not None and status is None
+        self.ended(
+            call,
+            error_class=error_class,
+            status=status,
+            billed=MAYBE_BILLED if no_answer else BILLED if billed else NOT_BILLED,
+            rate=verdict.kind if verdict is not None else None,
+        )
+
     def checked(self, call: str, error_class: str) -> None:
         """The image a call returned was refused (`invalid_image`): billed, and the call failed after all."""
         self._append({"e": "checked", "call": call, "class": error_class, "at": round(time.time(), 3)})
@@ -233,6 +276,20 @@ class CallRecorder:
     def flush(self, store: Any) -> bool:
         """Copy the run's record into the store and drop the live one; False (kept live) if the store failed."""
         return flush_run(self.log, store, self.run_id)
+
+
+@contextlib.contextmanager
+def recording(
+    call_log: CallLog | None, store: Any, run_id: str, partition: str | None = None
+) -> Iterator[CallRecorder | None]:
+    """A recorder of the run's calls (None when the coordinator keeps no call log). However the step ends
+    (short of being killed), the run's record is copied into the store: one object per run."""
+    recorder = CallRecorder(call_log, run_id, partition) if call_log is not None else None
+    try:
+        yield recorder
+    finally:
+        if recorder is not None:
+            recorder.flush(store)
 
 
 def flush_run(call_log: CallLog, store: Any, run_id: str) -> bool:
@@ -316,6 +373,7 @@ class Call:
     status: int | None = None
     billed: str = MAYBE_BILLED
     rate: str | None = None  # a 429's verdict: window | coalesced | isolated
+    kind: str = IMAGE
 
     @property
     def paid(self) -> bool:
@@ -331,12 +389,35 @@ class PaidTwice:
     reasons: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class KindCount:
+    """The recorded calls of one kind other than images (reviews, embeddings requests)."""
+
+    kind: str
+    calls: int
+    failed: int  # answered with an error
+    unanswered: int  # no answer recorded (in flight when their run ended, or still going)
+    errors: Counter[str]
+
+
 @dataclass
 class CallSummary:
-    """The calls of a store, from the call record."""
+    """The calls of a store, from the call record: `calls` are the image calls (what every figure below
+    counts), `others` the review and embeddings calls."""
 
     calls: list[Call] = field(default_factory=list)
     over: set[str] = field(default_factory=set)
+    others: list[Call] = field(default_factory=list)
+
+    def other_kinds(self) -> list[KindCount]:
+        """Review and embeddings calls by kind, reviews first."""
+        out = []
+        for kind in sorted({c.kind for c in self.others}, key=lambda k: (k != REVIEW, k)):
+            calls = [c for c in self.others if c.kind == kind]
+            errors = Counter(c.error_class for c in calls if c.error_class not in (None, "ok"))
+            unanswered = sum(c.error_class is None for c in calls)
+            out.append(KindCount(kind, len(calls), sum(errors.values()), unanswered, errors))
+        return out
 
     @property
     def total(self) -> int:
@@ -428,7 +509,10 @@ def summarize(records: Mapping[str, Sequence[Mapping[str, Any]]], over: Iterable
                     status=end.get("status"),
                     billed=end.get("billed", MAYBE_BILLED),
                     rate=end.get("rate"),
+                    kind=str(e.get("kind") or IMAGE),
                 )
             )
     calls.sort(key=lambda c: c.started)
-    return CallSummary(calls, set(over))
+    return CallSummary(
+        [c for c in calls if c.kind == IMAGE], set(over), [c for c in calls if c.kind != IMAGE]
+    )

@@ -17,7 +17,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 from catalog_assets import imaging
 from catalog_assets.budget import Budget
 from catalog_assets.call_guard import SharedLimits
-from catalog_assets.call_ledger import BILLED, MAYBE_BILLED, NOT_BILLED, CallRecorder
+from catalog_assets.call_ledger import CallRecorder
 from catalog_assets.errors import ErrorClass, ImageAPIError, RunStopped
 from catalog_assets.outcomes import ProductResult
 from catalog_assets.prompts import refine_prompt
@@ -226,24 +226,8 @@ class CallPolicy:
     def _record_end(
         self, call: str | None, exc: BaseException | None, billed: bool, *, status: int | None = None
     ) -> None:
-        """The call's answer: its class, status, whether an image was (or may have been) billed, and for a
-        429 what the limiter judged it (window, coalesced, isolated)."""
-        if call is None or self.recorder is None:
-            return
-        if isinstance(exc, ImageAPIError):
-            status = exc.status_code if exc.status_code is not None else status
-            verdict = getattr(exc, "rate_verdict", None)
-            error_class: str | None = exc.error_class.value
-        else:
-            verdict, error_class = None, None if exc is None else "unexpected"
-        no_answer = exc is not None and status is None
-        self.recorder.ended(
-            call,
-            error_class=error_class,
-            status=status,
-            billed=MAYBE_BILLED if no_answer else BILLED if billed else NOT_BILLED,
-            rate=verdict.kind if verdict is not None else None,
-        )
+        if self.recorder is not None:
+            self.recorder.answered(call, exc, billed, status=status)
 
     # -- the first-call gate (`SharedLimits`), for paid generators only -----------------------------
     @contextmanager

@@ -12,7 +12,7 @@ from typing import Any
 from PIL import Image, ImageDraw
 
 from catalog_assets import image_figures
-from catalog_assets.call_ledger import CallSummary
+from catalog_assets.call_ledger import EMBEDDINGS, REVIEW, CallSummary
 from catalog_assets.cards import OFFLINE_MODEL
 from catalog_assets.imaging import decode_image, font
 from catalog_assets.outcomes import calls_total, errors_total
@@ -234,6 +234,7 @@ def build_report(
             ("Products paid more than once", f"{len(paid_twice):,}"),
         ]
     status += review_status_lines(manifest_rows, reviews or {})
+    status += other_call_lines(record)
     lines += [f"- **{k}**: {v}" for k, v in status]
     lines += ["", "Sizes are decimal: 1 kB = 1,000 bytes, 1 MB = 1,000,000 bytes.", ""]
     lines.append("Main-image figures, measured from the pixels (marketplace guidance):")
@@ -397,6 +398,19 @@ def review_status_lines(
         ("Review calls (current images)", f"{sum(int(row.get('calls') or 0) for row in current):,}"),
         ("Estimated review cost (current images)", f"${cost:,.4f}{per_image}"),
     ]
+
+
+def other_call_lines(record: CallSummary) -> list[tuple[str, str]]:
+    """Status lines of the review and embeddings calls in the call record: every run's, killed ones too."""
+    labels = {REVIEW: "Review calls in the call record", EMBEDDINGS: "Embeddings requests in the call record"}
+    lines = []
+    for kind in record.other_kinds():
+        failed = f"{kind.failed:,} failed"
+        if kind.errors:
+            failed += " (" + ", ".join(f"{cls} {n:,}" for cls, n in kind.errors.most_common()) + ")"
+        unanswered = f", {kind.unanswered:,} with no answer" if kind.unanswered else ""
+        lines.append((labels.get(kind.kind, f"{kind.kind} calls"), f"{kind.calls:,}: {failed}{unanswered}"))
+    return lines
 
 
 # detail values that are markdown already (code spans built above)

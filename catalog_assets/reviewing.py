@@ -21,6 +21,7 @@ from typing import Any
 
 from catalog_assets.budget import ReviewBudget
 from catalog_assets.call_guard import NotSent
+from catalog_assets.call_ledger import CallRecorder
 from catalog_assets.costs import review_cost_usd
 from catalog_assets.errors import ErrorClass, ImageAPIError, RunStopped
 from catalog_assets.resources.coordination import Coordinator
@@ -102,7 +103,7 @@ class BatchReviewer:
     """Reviews a batch's stored images concurrently; a review failing after its retries is recorded and the
     others go on; a quota or configuration error stops the rest, and so does the review budget (those are
     left unreviewed for the next run). With a `coordinator`, every paid call waits for the shared limiter
-    and breaker (up to `breaker_wait_s` while the breaker is open)."""
+    and breaker (up to `breaker_wait_s` while the breaker is open), and is written to `recorder`'s call record."""
 
     def __init__(
         self,
@@ -116,10 +117,11 @@ class BatchReviewer:
         coordinator: Coordinator | None = None,
         budget: ReviewBudget | None = None,
         breaker_wait_s: float = 120.0,
+        recorder: CallRecorder | None = None,
     ) -> None:
         self.reviewer = reviewer
         if coordinator is not None:
-            reviewer.share_limits(coordinator, breaker_wait_s=breaker_wait_s)
+            reviewer.share_limits(coordinator, breaker_wait_s=breaker_wait_s, recorder=recorder)
         self.offline = OfflineImageReviewer()
         self.store = store
         self.concurrency = max(1, concurrency)

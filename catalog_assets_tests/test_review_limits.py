@@ -11,22 +11,21 @@ from typing import Any
 
 import pytest
 from dagster import materialize
-from PIL import Image
 
-from catalog_assets import imaging, state
+from catalog_assets import state
 from catalog_assets.budget import ReviewBudget
 from catalog_assets.definitions import ALL_ASSETS
 from catalog_assets.errors import ErrorClass, ImageAPIError
 from catalog_assets.outcomes import image_key
 from catalog_assets.resources.coordination import Coordinator
 from catalog_assets.resources.embedder import OpenAITextEmbedder
-from catalog_assets.resources.image_reviewer import OpenAIImageReviewer, OpenAIImageReviewerResource
+from catalog_assets.resources.image_reviewer import OpenAIImageReviewer
 from catalog_assets.resources.local_coordination import LocalCoordinationResource
-from catalog_assets.resources.openai_images import OpenAIImageGenerator, OpenAIImageGeneratorResource
+from catalog_assets.resources.openai_images import OpenAIImageGenerator
 from catalog_assets.resources.redis_coordination import RedisCoordinationResource
-from catalog_assets.resources.store import LocalImageStore
 from catalog_assets.reviewing import BatchReviewer
-from catalog_assets_tests.conftest import REDIS_URL, write_catalog
+from catalog_assets_tests.conftest import REDIS_URL
+from catalog_assets_tests.review_support import images_through_the_api, stored_images
 from catalog_assets_tests.support import delete_prefix, standin_fixtures
 
 KEY = "sk-test-review-limits-5e2a"
@@ -50,43 +49,14 @@ def reviewer(standin, **kw: Any) -> OpenAIImageReviewer:
     return OpenAIImageReviewer(api_key=KEY, base_url=standin.base_url, timeout_s=10.0, **kw)
 
 
-def stored_images(tmp_path, products: list[dict]) -> tuple[LocalImageStore, dict[str, dict]]:
-    """A store holding one generated-looking image per product, and the outcomes naming them."""
-    store = LocalImageStore(tmp_path / "store")
-    outcomes = {}
-    for i, product in enumerate(products):
-        data = imaging.encode_jpeg(Image.new("RGB", (64, 64), (20 * i % 255, 90, 200)))
-        put = store.put(image_key(product["id"]), data, content_type="image/jpeg")
-        outcomes[product["id"]] = {"key": put.object.key, "sha256": put.object.sha256, "model": "gpt-image-2"}
-    return store, outcomes
-
-
 def review_outcomes(standin) -> dict[str, int]:
     reviews = standin.stats()["reviews"]
     return {"requests": reviews["requests"], **reviews["by_outcome"]}
 
 
-def images_through_the_api(pipeline, monkeypatch, standin, workdir, products: list[dict]) -> str:
-    """One batch of `products` generated through the stand-in, its reviewer the stand-in's vision model;
-    no review made yet. Returns the batch's partition."""
-    monkeypatch.setenv("OPENAI_BASE_URL", standin.base_url)
-    pipeline.generator = OpenAIImageGeneratorResource(
-        api_key=KEY, size="256x256", images_per_minute=None, timeout_s=10.0
-    )
-    base = pipeline.resources
-    pipeline.resources = lambda: {
-        **base(),
-        "image_reviewer": OpenAIImageReviewerResource(api_key=KEY, timeout_s=10.0),
-    }
-    assert pipeline.catalog(write_catalog(workdir / "c.json", products), batch_size=10).success
-    (partition,) = pipeline.partitions()
-    assert pipeline.images(partition).success
-    return partition
-
-
 def test_the_shared_limiter_paces_reviews_under_the_review_rate_limit(standin, tmp_path, sample_products):
     products = sample_products[:12]
-    store, outcomes = stored_images(tmp_path, products)
+    store, outcomes = stored_images(tmp_path / "store", products)
     standin.configure(review_requests_per_minute=240)  # 4 a second, at most 4 at once
     # no burst allowance: the stand-in's one-second bucket keeps three requests of slack for late sends
     coordinator = LocalCoordinationResource(lock_dir=str(tmp_path / "locks"), rate_burst_s=0.0).get_client()
@@ -115,7 +85,7 @@ def test_a_burst_of_review_errors_opens_the_breaker_every_reviewer_shares(
     standin, tmp_path, sample_products, redis_prefix
 ) -> None:
     products = sample_products[:5]
-    store, outcomes = stored_images(tmp_path, products)
+    store, outcomes = stored_images(tmp_path / "store", products)
     settings = {"breaker_failure_threshold": 3, "breaker_cooldown_s": 2.0}
     standin.configure(review_faults={"server_error": 1.0})
     first = BatchReviewer(
@@ -163,7 +133,7 @@ def test_a_burst_of_review_errors_opens_the_breaker_every_reviewer_shares(
 
 def test_a_review_429_pauses_the_reviews_only(standin, tmp_path, sample_products, redis_prefix) -> None:
     products = sample_products[:2]
-    store, _ = stored_images(tmp_path, products)
+    store, _ = stored_images(tmp_path / "store", products)
     standin.configure(review_requests_per_minute=60)  # one a second: the second review at once is refused
     coordinator = redis_coordinator(redis_prefix)
     client = reviewer(standin, requests_per_minute=0)
@@ -203,7 +173,7 @@ def test_the_shared_limiter_paces_embedding_requests(standin, tmp_path) -> None:
 
 def test_the_review_cost_budget_stops_new_reviews(standin, tmp_path, sample_products) -> None:
     products = sample_products[:4]
-    store, outcomes = stored_images(tmp_path, products)
+    store, outcomes = stored_images(tmp_path / "store", products)
     batch = BatchReviewer(
         reviewer=reviewer(standin),
         store=store,
@@ -220,7 +190,7 @@ def test_the_review_budget_leaves_the_rest_to_the_next_run(
     pipeline, monkeypatch, standin, workdir, sample_products
 ) -> None:
     products = sample_products[:5]
-    partition = images_through_the_api(pipeline, monkeypatch, standin, workdir, products)
+    partition = images_through_the_api(pipeline, monkeypatch, standin, workdir, products, KEY)
 
     def reviews(config: dict | None = None):
         return materialize(
@@ -255,7 +225,7 @@ def test_reviews_made_at_publish_stop_at_the_publish_review_budget(
     """`product_images` alone leaves its images unreviewed: `image_manifest` reviews them, but no more than
     its `max_reviews`; the manifest is still written, the rest listed unreviewed for a later run."""
     products = sample_products[:5]
-    images_through_the_api(pipeline, monkeypatch, standin, workdir, products)
+    images_through_the_api(pipeline, monkeypatch, standin, workdir, products, KEY)
     assert review_outcomes(standin)["requests"] == 0
 
     published = materialize(
@@ -279,7 +249,7 @@ def test_a_wrong_key_costs_one_review_call_for_every_reviewer_sharing_the_coordi
     """The first review call of a key goes alone (the first-call gate generation uses): a rejected key stops
     eight concurrent reviews, and another process's, after one call; no verdict or message holds the key."""
     products = sample_products[:12]
-    store, outcomes = stored_images(tmp_path, products)
+    store, outcomes = stored_images(tmp_path / "store", products)
     wrong = "sk-test-WRONG-review-77d1"
     batches = [
         BatchReviewer(

@@ -20,9 +20,8 @@ from dagster import (
 )
 from pydantic import Field
 
-from catalog_assets import state, variants
+from catalog_assets import call_ledger, state, variants
 from catalog_assets.assets.catalog import product_catalog
-from catalog_assets.call_ledger import CallRecorder
 from catalog_assets.costs import price_per_image
 from catalog_assets.errors import RunStopped, StoreError
 from catalog_assets.generation import BatchProcessor, GenerationSettings
@@ -238,12 +237,12 @@ def _process(
     """Every product of the batch under the partition lock, then its outcomes recorded for the next run;
     in batch mode, the partition's next Batch API step (`batch_mode.Step`) instead of the calls."""
     run_id = context.run.run_id
-    call_log = batch.coordinator.call_log()
-    recorder = CallRecorder(call_log, run_id, batch.partition) if call_log is not None else None
     try:
         with (
             _forward_logs(context),
-            _copied_into_store(recorder, batch.store),
+            call_ledger.recording(
+                batch.coordinator.call_log(), batch.store, run_id, batch.partition
+            ) as recorder,
             batch.coordinator.partition_lock(f"partition:{batch.partition}", run_id) as lock,
         ):
             processor = BatchProcessor(
@@ -273,16 +272,6 @@ def _process(
     except LockTimeout as exc:
         raise Failure(description=f"{batch.partition} is being processed by another run: {exc}") from None
     return processor, results, step
-
-
-@contextmanager
-def _copied_into_store(recorder: CallRecorder | None, store: ImageStore) -> Iterator[None]:
-    """However the run ends (short of being killed), its call record goes into the store: one object per run."""
-    try:
-        yield
-    finally:
-        if recorder is not None:
-            recorder.flush(store)
 
 
 def _batch_step(config: ProductImagesConfig, batch: _Batch, processor: BatchProcessor) -> Any:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from dagster import AssetCheckKey, AssetExecutionContext, Failure, MaterializeResult, MetadataValue, asset
 
-from catalog_assets import state
+from catalog_assets import call_ledger, state
 from catalog_assets.assets.images import product_images
 from catalog_assets.assets.reviews import ReviewLimits, image_reviews
 from catalog_assets.budget import ReviewBudget
@@ -182,8 +182,10 @@ def linked_catalog(
         products.extend(state.read_batch_products(client, partition) or [])
     linked = link_catalog(products, by_product)
     embedder = text_embedder.get_client()
-    embedder.share_limits(coordinator)  # every embeddings request paced and guarded like generation's calls
-    search = _add_search_fields(context, client, linked, by_product, embedder)
+    with call_ledger.recording(coordinator.call_log(), client, context.run.run_id) as recorder:
+        # every embeddings request paced, guarded and recorded like generation's calls
+        embedder.share_limits(coordinator, recorder=recorder)
+        search = _add_search_fields(context, client, linked, by_product, embedder)
     _put_linked_json(client, linked)
     search.update(_write_search_exports(client, linked))
     flat = [_parquet_row(p) for p in linked]
@@ -230,9 +232,12 @@ def _review_missing(
     for partition, pids in sorted(missing.items()):
         wanted = set(pids)
         products = [p for p in state.read_batch_products(client, partition) or [] if p["id"] in wanted]
-        batch = BatchReviewer(reviewer=reviewer, store=client, coordinator=coordinator, budget=budget)
         previous = state.read_reviews(client, partition)
-        rows = batch.review(products, state.read_outcomes(client, partition), previous)
+        with call_ledger.recording(coordinator.call_log(), client, context.run.run_id, partition) as recorder:
+            batch = BatchReviewer(
+                reviewer=reviewer, store=client, coordinator=coordinator, budget=budget, recorder=recorder
+            )
+            rows = batch.review(products, state.read_outcomes(client, partition), previous)
         state.write_reviews(client, partition, context.run.run_id, {**previous, **rows}.values())
         for pid, review_row in rows.items():
             if review_row["image_sha256"] == by_product[pid]["sha256"]:

@@ -3,7 +3,7 @@
 from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, MetadataValue, asset
 from pydantic import Field
 
-from catalog_assets import state
+from catalog_assets import call_ledger, state
 from catalog_assets.assets.images import product_images
 from catalog_assets.budget import ReviewBudget
 from catalog_assets.errors import RunStopped
@@ -81,15 +81,17 @@ def image_reviews(
                       "product_catalog first")  # fmt: skip
     outcomes = state.read_outcomes(client, partition)
     previous = state.read_reviews(client, partition)
-    batch = BatchReviewer(
-        reviewer=reviewer,
-        store=client,
-        concurrency=config.concurrency,
-        max_attempts=config.max_attempts,
-        coordinator=coordinator,
-        budget=config.budget(),
-    )
-    rows = batch.review(products, outcomes, previous)
+    with call_ledger.recording(coordinator.call_log(), client, context.run.run_id, partition) as recorder:
+        batch = BatchReviewer(
+            reviewer=reviewer,
+            store=client,
+            concurrency=config.concurrency,
+            max_attempts=config.max_attempts,
+            coordinator=coordinator,
+            budget=config.budget(),
+            recorder=recorder,
+        )
+        rows = batch.review(products, outcomes, previous)
     # failed reviews keep their earlier row (of an older image): it no longer matches, so it is redone later
     kept = {pid: row for pid, row in previous.items() if pid not in rows and pid in outcomes}
     state.write_reviews(client, partition, context.run.run_id, [*rows.values(), *kept.values()])

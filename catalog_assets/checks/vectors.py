@@ -5,9 +5,9 @@ them, the retrieval self-test figure: recall@5 of each product's own name as a t
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from dagster import AssetCheckResult, AssetCheckSeverity, asset_check
+from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, asset_check
 
-from catalog_assets import state
+from catalog_assets import call_ledger, state
 from catalog_assets.checks.names import LINKED_CATALOG, LINKED_VECTORS
 from catalog_assets.checks.results import table
 from catalog_assets.embeddings import (
@@ -61,7 +61,10 @@ def vector_problems(linked: Iterable[Mapping[str, Any]]) -> tuple[int, list[list
     "self-test: recall_at_5 of each product's own name as a text query against the catalog's vectors.",
 )
 def linked_vectors_valid(
-    store: ImageStoreResource, text_embedder: TextEmbedderResource, coordination: CoordinationResource
+    context: AssetCheckExecutionContext,
+    store: ImageStoreResource,
+    text_embedder: TextEmbedderResource,
+    coordination: CoordinationResource,
 ) -> AssetCheckResult:
     client = store.get_client()
     linked = client.get_json(state.LINKED_JSON_KEY, default=None)
@@ -71,8 +74,11 @@ def linked_vectors_valid(
         )
     with_image, problems = vector_problems(linked)
     embedder = text_embedder.get_client()
-    embedder.share_limits(coordination.get_client())  # the self-test's queries share the embedder's limits
-    self_test = retrieval_self_test(client, linked, embedder)
+    coordinator = coordination.get_client()
+    with call_ledger.recording(coordinator.call_log(), client, context.run.run_id) as recorder:
+        # the self-test's queries share the embedder's limits and go in the call record
+        embedder.share_limits(coordinator, recorder=recorder)
+        self_test = retrieval_self_test(client, linked, embedder)
     return AssetCheckResult(
         passed=not problems,
         severity=AssetCheckSeverity.ERROR,

@@ -16,7 +16,8 @@ import numpy as np
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from catalog_assets.call_guard import SharedLimits
+from catalog_assets.call_guard import GuardedClient, SharedLimits
+from catalog_assets.call_ledger import EMBEDDINGS, CallRecorder
 from catalog_assets.embeddings import (
     EMBEDDING_DIMENSIONS,
     HASHING_MODEL,
@@ -71,10 +72,15 @@ class TextEmbedder(ABC):
         """Raise `RunStopped` before any call when the configuration cannot work."""
 
     def share_limits(  # noqa: B027 - optional hook
-        self, coordinator: Coordinator, *, breaker_wait_s: float = 120.0
+        self,
+        coordinator: Coordinator,
+        *,
+        breaker_wait_s: float = 120.0,
+        recorder: CallRecorder | None = None,
     ) -> None:
         """Send every later request through `coordinator`'s rate limiter and breaker, waiting up to
-        `breaker_wait_s` while the breaker is open (a free embedder makes no calls)."""
+        `breaker_wait_s` while the breaker is open, each request written to `recorder`'s call record (a free
+        embedder makes no calls)."""
 
 
 def _check_texts(texts: Sequence[str]) -> list[str]:
@@ -103,10 +109,11 @@ class HashingTextEmbedder(TextEmbedder):
         return Embeddings(hashing_embeddings(_check_texts(texts), self.dimensions), self.model)
 
 
-class OpenAITextEmbedder(SharedSDKClient, TextEmbedder):
+class OpenAITextEmbedder(SharedSDKClient, GuardedClient, TextEmbedder):
     """`embeddings.create(model, input=[...], dimensions)` in batches of `batch_size`, `max_retries=0`."""
 
     paid = True
+    call_kind = EMBEDDINGS
 
     def __init__(
         self,
@@ -150,11 +157,6 @@ class OpenAITextEmbedder(SharedSDKClient, TextEmbedder):
         """The shared bucket of this key's embeddings: the Embeddings endpoint and model, apart from the rest."""
         return self.account_bucket("embeddings", self.model)
 
-    def share_limits(self, coordinator: Coordinator, *, breaker_wait_s: float = 120.0) -> None:
-        self._limits = SharedLimits(
-            coordinator, self.rate_limit_bucket(), self.requests_per_minute, breaker_wait_s=breaker_wait_s
-        )
-
     def embed(self, texts: Sequence[str], *, attempt: int = 1) -> Embeddings:
         cleaned = _check_texts(texts)
         if not self._key.reveal():
@@ -173,11 +175,9 @@ class OpenAITextEmbedder(SharedSDKClient, TextEmbedder):
         return Embeddings(matrix, self.model, usage, requests)
 
     def _embed_batch(self, batch: list[str], attempt: int, start: int) -> tuple[np.ndarray, dict[str, int]]:
-        headers = {"X-Client-Request-Id": client_request_id(f"embeddings-{start}", attempt)}
-        if self._limits is None:
-            response, _ = self._create(batch, headers)
-        else:
-            response = self._limits.call(lambda: self._create(batch, headers))
+        subject = f"embeddings-{start}"
+        headers = {"X-Client-Request-Id": client_request_id(subject, attempt)}
+        response = self.guarded(lambda: self._create(batch, headers), subject=subject, attempt=attempt)
         return self._vectors(response, len(batch))
 
     def _create(self, batch: list[str], headers: dict[str, str]) -> tuple[Any, dict[str, str]]:

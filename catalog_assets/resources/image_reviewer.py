@@ -16,7 +16,8 @@ from dagster import ConfigurableResource
 from PIL import Image
 from pydantic import Field
 
-from catalog_assets.call_guard import SharedLimits
+from catalog_assets.call_guard import GuardedClient, SharedLimits
+from catalog_assets.call_ledger import REVIEW, CallRecorder
 from catalog_assets.costs import FREE_MODEL_PREFIX
 from catalog_assets.errors import ErrorClass, ImageAPIError, RunStopped, classify_openai_error
 from catalog_assets.image_query import ocr_text
@@ -108,10 +109,15 @@ class ImageReviewer(ABC):
         """Raise `RunStopped` before any call when the configuration cannot work."""
 
     def share_limits(  # noqa: B027 - optional hook
-        self, coordinator: Coordinator, *, breaker_wait_s: float = 120.0
+        self,
+        coordinator: Coordinator,
+        *,
+        breaker_wait_s: float = 120.0,
+        recorder: CallRecorder | None = None,
     ) -> None:
         """Send every later call through `coordinator`'s rate limiter and breaker, waiting up to
-        `breaker_wait_s` while the breaker is open (a free reviewer makes no calls)."""
+        `breaker_wait_s` while the breaker is open, each call written to `recorder`'s call record (a free
+        reviewer makes no calls)."""
 
 
 class OfflineImageReviewer(ImageReviewer):
@@ -187,11 +193,12 @@ def image_data_url(image: Image.Image | bytes, px: int = REVIEW_IMAGE_PX) -> str
     return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
 
 
-class OpenAIImageReviewer(SharedSDKClient, ImageReviewer):
+class OpenAIImageReviewer(SharedSDKClient, GuardedClient, ImageReviewer):
     """One `responses.create` call per review: the prompt and a low-detail image in, `REVIEW_SCHEMA` out."""
 
     paid = True
     offline = False
+    call_kind = REVIEW
 
     def __init__(
         self,
@@ -237,11 +244,6 @@ class OpenAIImageReviewer(SharedSDKClient, ImageReviewer):
         """The shared bucket of this key's reviews: the Responses endpoint and model, apart from generation's."""
         return self.account_bucket("responses", self.model)
 
-    def share_limits(self, coordinator: Coordinator, *, breaker_wait_s: float = 120.0) -> None:
-        self._limits = SharedLimits(
-            coordinator, self.rate_limit_bucket(), self.requests_per_minute, breaker_wait_s=breaker_wait_s
-        )
-
     def review(
         self,
         *,
@@ -283,10 +285,9 @@ class OpenAIImageReviewer(SharedSDKClient, ImageReviewer):
             raise ImageAPIError(ErrorClass.CONFIGURATION, "OPENAI_API_KEY is not set")
         params = self.request_params(prompt, image_data_url(image, self.image_px))
         headers = {"X-Client-Request-Id": client_request_id(product_id or QUERY_ID, attempt)}
-        if self._limits is None:
-            response, _ = self._create(params, headers)
-        else:
-            response = self._limits.call(lambda: self._create(params, headers))
+        response = self.guarded(
+            lambda: self._create(params, headers), subject=product_id or QUERY_ID, attempt=attempt
+        )
         return self._review(response)
 
     def _create(self, params: dict[str, Any], headers: dict[str, str]) -> tuple[Any, dict[str, str]]:
