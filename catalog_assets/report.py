@@ -401,15 +401,23 @@ def review_status_lines(
 
 
 def other_call_lines(record: CallSummary) -> list[tuple[str, str]]:
-    """Status lines of the review and embeddings calls in the call record: every run's, killed ones too."""
-    labels = {REVIEW: "Review calls in the call record", EMBEDDINGS: "Embeddings requests in the call record"}
+    """Status lines of the review and embeddings calls in the call record: every run's, failed and killed
+    ones too (the review lines above count only the calls behind the current images' reviews)."""
+    labels = {
+        REVIEW: "Review calls, every run (call record)",
+        EMBEDDINGS: "Embeddings requests, every run (call record)",
+    }
     lines = []
     for kind in record.other_kinds():
-        failed = f"{kind.failed:,} failed"
+        text = f"{kind.calls:,}"
         if kind.errors:
-            failed += " (" + ", ".join(f"{cls} {n:,}" for cls, n in kind.errors.most_common()) + ")"
-        unanswered = f", {kind.unanswered:,} with no answer" if kind.unanswered else ""
-        lines.append((labels.get(kind.kind, f"{kind.kind} calls"), f"{kind.calls:,}: {failed}{unanswered}"))
+            classes = ", ".join(f"{cls} {n:,}" for cls, n in kind.errors.most_common())
+            text += f", {kind.failed:,} failed ({classes})"
+        else:
+            text += ", none failed"
+        if kind.unanswered:
+            text += f", {kind.unanswered:,} with no answer"
+        lines.append((labels.get(kind.kind, f"{kind.kind} calls, every run (call record)"), text))
     return lines
 
 

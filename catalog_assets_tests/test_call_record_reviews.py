@@ -96,10 +96,13 @@ def test_review_and_embeddings_calls_are_recorded_as_the_stand_in_answered_them(
 
     lines = dict(report.other_call_lines(summary))
     failed = review.failed
-    assert lines["Review calls in the call record"] == (
-        f"{review.calls:,}: {failed:,} failed (transient {failed:,})"
+    assert lines["Review calls, every run (call record)"] == (
+        f"{review.calls:,}, {failed:,} failed (transient {failed:,})"
     )
-    assert lines["Embeddings requests in the call record"].startswith(f"{embedding.calls:,}: ")
+    assert (
+        lines["Embeddings requests, every run (call record)"]
+        == f"{embedding.calls:,}, 2 failed (transient 2)"
+    )
 
 
 CHILD = r"""
@@ -169,8 +172,8 @@ def test_review_calls_in_flight_when_their_run_is_killed_are_counted(
     summary = recorded(call_log)  # the run is over: it was killed
     review = kinds(summary)[call_ledger.REVIEW]
     assert (review.calls, review.unanswered, review.failed) == (in_flight, in_flight, 0)
-    assert dict(report.other_call_lines(summary))["Review calls in the call record"] == (
-        f"{in_flight}: 0 failed, {in_flight} with no answer"
+    assert dict(report.other_call_lines(summary))["Review calls, every run (call record)"] == (
+        f"{in_flight}, none failed, {in_flight} with no answer"
     )
 
 
@@ -196,12 +199,12 @@ def test_the_report_counts_the_review_calls_the_stand_in_counted(
     reviews = standin.stats()["reviews"]
     assert reviews["by_outcome"].get("server_error"), "the fault mix produced errors"
     text = pipeline.store.get("reports/generation_report.md").decode()
-    line = re.search(r"^- \*\*Review calls in the call record\*\*: (.*)$", text, re.M)
+    line = re.search(r"^- \*\*Review calls, every run \(call record\)\*\*: (.*)$", text, re.M)
     assert line, "no review-call line in the report"
     errors = expected_errors(reviews["by_outcome"])
     assert (
         line.group(1)
-        == f"{reviews['requests']:,}: {sum(errors.values()):,} failed (transient {errors['transient']:,})"
+        == f"{reviews['requests']:,}, {sum(errors.values()):,} failed (transient {errors['transient']:,})"
     )
     assert not re.search(r"^- \*\*Embeddings requests", text, re.M)  # the hashing embedder makes none
     image_calls = re.search(r"^- \*\*Image API calls\*\*: ([\d,]+)", text, re.M)
