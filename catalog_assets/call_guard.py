@@ -44,12 +44,12 @@ KEY_ACCEPTED_BY = frozenset(
 class GuardedClient:
     """Mixin of the API clients whose every call goes through `SharedLimits` once `share_limits` was called
     (the image reviewer, the text embedder): the class sets `call_kind` (its kind in the call record),
-    `model`, `requests_per_minute`, `_limits = None` and a `rate_limit_bucket()`."""
+    `model`, `requests_per_minute` and a `rate_limit_bucket()`."""
 
     call_kind: str
     model: str
     requests_per_minute: float | None
-    _limits: SharedLimits | None
+    _limits: SharedLimits | None = None  # until `share_limits`: calls go straight
 
     def rate_limit_bucket(self) -> str:
         raise NotImplementedError

@@ -395,9 +395,12 @@ class KindCount:
 
     kind: str
     calls: int
-    failed: int  # answered with an error
     unanswered: int  # no answer recorded (in flight when their run ended, or still going)
-    errors: Counter[str]
+    errors: Counter[str]  # the calls answered with an error, by class
+
+    @property
+    def failed(self) -> int:
+        return sum(self.errors.values())
 
 
 @dataclass
@@ -416,7 +419,7 @@ class CallSummary:
             calls = [c for c in self.others if c.kind == kind]
             errors = Counter(c.error_class for c in calls if c.error_class not in (None, "ok"))
             unanswered = sum(c.error_class is None for c in calls)
-            out.append(KindCount(kind, len(calls), sum(errors.values()), unanswered, errors))
+            out.append(KindCount(kind, len(calls), unanswered, errors))
         return out
 
     @property

@@ -229,26 +229,27 @@ def _review_missing(
     except RunStopped as exc:
         raise Failure(description=exc.message) from None
     made, calls, failed, left, stopped = 0, 0, 0, 0, ""
-    for partition, pids in sorted(missing.items()):
-        wanted = set(pids)
-        products = [p for p in state.read_batch_products(client, partition) or [] if p["id"] in wanted]
-        previous = state.read_reviews(client, partition)
-        with call_ledger.recording(coordinator.call_log(), client, context.run.run_id, partition) as recorder:
+    # one record for the step's reviews: copied into the store once, not once per batch
+    with call_ledger.recording(coordinator.call_log(), client, context.run.run_id) as recorder:
+        for partition, pids in sorted(missing.items()):
+            wanted = set(pids)
+            products = [p for p in state.read_batch_products(client, partition) or [] if p["id"] in wanted]
+            previous = state.read_reviews(client, partition)
             batch = BatchReviewer(
                 reviewer=reviewer, store=client, coordinator=coordinator, budget=budget, recorder=recorder
             )
             rows = batch.review(products, state.read_outcomes(client, partition), previous)
-        state.write_reviews(client, partition, context.run.run_id, {**previous, **rows}.values())
-        for pid, review_row in rows.items():
-            if review_row["image_sha256"] == by_product[pid]["sha256"]:
-                by_product[pid]["review"] = review_row["review"]
-        made, calls, failed, left = (
-            made + batch.stats.reviewed,
-            calls + batch.stats.calls,
-            failed + len(batch.stats.failed),
-            left + len(batch.stats.unreviewed),
-        )
-        stopped = batch.stats.stopped or stopped
+            state.write_reviews(client, partition, context.run.run_id, {**previous, **rows}.values())
+            for pid, review_row in rows.items():
+                if review_row["image_sha256"] == by_product[pid]["sha256"]:
+                    by_product[pid]["review"] = review_row["review"]
+            made, calls, failed, left = (
+                made + batch.stats.reviewed,
+                calls + batch.stats.calls,
+                failed + len(batch.stats.failed),
+                left + len(batch.stats.unreviewed),
+            )
+            stopped = batch.stats.stopped or stopped
     context.log.info(
         f"{made} images had no stored review and were reviewed now by {reviewer.model} ({calls} calls, "
         f"{failed} failed: those are described from their product's fields)"

@@ -16,7 +16,7 @@ import numpy as np
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from catalog_assets.call_guard import GuardedClient, SharedLimits
+from catalog_assets.call_guard import GuardedClient
 from catalog_assets.call_ledger import EMBEDDINGS, CallRecorder
 from catalog_assets.embeddings import (
     EMBEDDING_DIMENSIONS,
@@ -133,7 +133,6 @@ class OpenAITextEmbedder(SharedSDKClient, GuardedClient, TextEmbedder):
         self.requests_per_minute = requests_per_minute or None
         self._client: openai.OpenAI | None = None
         self._lock = threading.Lock()
-        self._limits: SharedLimits | None = None
 
     def __repr__(self) -> str:
         return f"OpenAITextEmbedder(model={self.model!r}, dimensions={self.dimensions})"

@@ -16,7 +16,7 @@ from dagster import ConfigurableResource
 from PIL import Image
 from pydantic import Field
 
-from catalog_assets.call_guard import GuardedClient, SharedLimits
+from catalog_assets.call_guard import GuardedClient
 from catalog_assets.call_ledger import REVIEW, CallRecorder
 from catalog_assets.costs import FREE_MODEL_PREFIX
 from catalog_assets.errors import ErrorClass, ImageAPIError, RunStopped, classify_openai_error
@@ -218,7 +218,6 @@ class OpenAIImageReviewer(SharedSDKClient, GuardedClient, ImageReviewer):
         self.requests_per_minute = requests_per_minute or None
         self._client: openai.OpenAI | None = None
         self._lock = threading.Lock()
-        self._limits: SharedLimits | None = None
 
     def __repr__(self) -> str:
         return f"OpenAIImageReviewer(model={self.model!r})"
